@@ -1,0 +1,6 @@
+"""Model registry: `create(name, num_classes, in_channels)`, `names()`, `info(name)`."""
+
+from . import lenet, resnet  # noqa: F401  (registration side effects)
+from .registry import ModelInfo, create, info, names, register
+
+__all__ = ["ModelInfo", "create", "info", "names", "register"]

@@ -1,0 +1,6 @@
+"""Placeholder while the page is being built."""
+
+import streamlit as st
+
+st.title("convolution")
+st.info("This page is being built.")
