@@ -1,0 +1,149 @@
+"""Checkpoints: safetensors weights with cnnviz metadata, written atomically, loaded safely.
+
+Format: a .safetensors file whose tensors are the model's state dict and whose metadata
+holds {"format": "cnnviz-1", "meta": "<json>"}; meta names the model, classes, input
+size, normalisation and the epoch. Loading never unpickles arbitrary objects: safetensors,
+or `torch.load(..., weights_only=True)` for .pt/.pth files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+
+FORMAT = "cnnviz-1"
+MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be used; the message is meant for the user."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded state dict and whatever metadata came with it."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model_or_state: nn.Module | dict[str, torch.Tensor], path: str | Path,
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Save weights as safetensors with `meta` (JSON-serialisable), atomically."""
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    blob = st_save(tensors, metadata={"format": FORMAT, "meta": json.dumps(meta or {})})
+    atomic_write_bytes(path, blob)
+    return Path(path)
+
+
+def _looks_like_safetensors(raw: bytes) -> bool:
+    if len(raw) < 10:
+        return False
+    n = int.from_bytes(raw[:8], "little")
+    return 0 < n <= len(raw) - 8 and raw[8:9] == b"{"
+
+
+def _read_safetensors_meta(raw: bytes) -> dict[str, Any]:
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    md = header.get("__metadata__", {}) or {}
+    try:
+        return json.loads(md.get("meta", "{}")) if md.get("format") == FORMAT else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def _state_from_torch_object(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model_state", "model", "weights"):
+            if isinstance(obj.get(key), dict):
+                meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+                return _state_from_torch_object(obj[key])[0], meta
+        if obj and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+            return dict(obj), {}
+    raise CheckpointError("The file holds no state dict (a mapping of parameter names to tensors).")
+
+
+def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
+    """Load a .safetensors or .pt/.pth checkpoint without running any code from it."""
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if not p.is_file():
+            raise CheckpointError(f"No such checkpoint: {p}.")
+        if p.stat().st_size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{p.name} is larger than {MAX_CHECKPOINT_BYTES // 2**20} MB.")
+        raw = p.read_bytes()
+    else:
+        raw = bytes(source)
+    if not raw:
+        raise CheckpointError("The checkpoint file is empty.")
+    if len(raw) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"The checkpoint is larger than {MAX_CHECKPOINT_BYTES // 2**20} MB.")
+    if _looks_like_safetensors(raw):
+        try:
+            return Checkpoint(st_load(raw), _read_safetensors_meta(raw))
+        except Exception as exc:
+            raise CheckpointError(f"Not a valid safetensors file ({exc}).") from None
+    try:
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise CheckpointError(
+                "Refused: the file is a pickle that wants to build arbitrary Python objects "
+                f"({text[:200]}). Only plain tensors and state dicts are loaded."
+            ) from None
+        raise CheckpointError(f"Not a PyTorch or safetensors checkpoint ({text[:200]}).") from None
+    state, meta = _state_from_torch_object(obj)
+    return Checkpoint(state, meta)
+
+
+def explain_mismatch(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 6) -> str | None:
+    """A readable list of missing/unexpected keys and shape mismatches, or None if it fits."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts) or None
+
+
+def load_into(model: nn.Module, ckpt: Checkpoint, model_name: str = "the model") -> nn.Module:
+    """Load `ckpt` into `model` strictly; CheckpointError naming mismatched keys/shapes otherwise."""
+    problem = explain_mismatch(model, ckpt.state_dict)
+    if problem:
+        raise CheckpointError(f"This checkpoint does not fit {model_name}: {problem}.")
+    model.load_state_dict(ckpt.state_dict, strict=True)
+    return model
