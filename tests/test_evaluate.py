@@ -1,0 +1,110 @@
+"""cnnviz.evaluate against independent computations (manual loops, plain formulas, torch's own layers)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnnviz import evaluate
+
+
+def _manual_cm(labels, preds, k):
+    cm = [[0] * k for _ in range(k)]
+    for t, p in zip(labels, preds):
+        cm[t][p] += 1
+    return np.array(cm)
+
+
+def test_confusion_matrix_matches_manual_count():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, size=500)
+    preds = np.where(rng.random(500) < 0.6, labels, rng.integers(0, 7, size=500))
+    cm = evaluate.confusion_matrix(labels, preds, 7)
+    assert cm.shape == (7, 7)
+    np.testing.assert_array_equal(cm, _manual_cm(labels, preds, 7))
+    assert cm.sum() == 500
+
+
+def test_confusion_matrix_rejects_bad_ids():
+    with pytest.raises(ValueError):
+        evaluate.confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError):
+        evaluate.confusion_matrix(np.array([0, 1]), np.array([0]), 3)
+
+
+def test_per_class_accuracy_formula_and_empty_class():
+    labels = [0, 0, 0, 0, 1, 1, 2, 2, 2]
+    preds = [0, 0, 1, 2, 1, 0, 2, 2, 2]
+    cm = evaluate.confusion_matrix(np.array(labels), np.array(preds), 4)
+    acc = evaluate.per_class_accuracy(cm)
+    for k in range(3):
+        n = sum(1 for t in labels if t == k)
+        right = sum(1 for t, p in zip(labels, preds) if t == k and p == k)
+        assert acc[k] == pytest.approx(right / n)
+    assert math.isnan(acc[3])  # class 3 has no examples
+
+
+class _Fixed(nn.Module):
+    """Logits = mean of each channel, scaled: a model whose outputs we can predict by hand."""
+
+    def forward(self, x):
+        return torch.stack([x[:, 0].mean((1, 2)), x[:, 1].mean((1, 2)), x[:, 2].mean((1, 2))], 1) * 10
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+
+
+def test_predict_normalises_resizes_and_softmaxes_like_a_manual_pipeline():
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (13, 3, 28, 28), dtype=torch.uint8, generator=g)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    probs = evaluate.predict(model, imgs, mean, std, input_size=32, batch_size=4)
+    # manual: float, torchvision-free resize via torch's interpolate, per-channel normalisation by hand
+    x = imgs.float() / 255
+    x = nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    for c in range(3):
+        x[:, c] = (x[:, c] - mean[c]) / std[c]
+    with torch.no_grad():
+        want = torch.softmax(model(x), 1)
+    assert probs.shape == (13, 5)
+    torch.testing.assert_close(probs, want, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluation_mistakes_and_cells():
+    # three images whose brightest channel decides the class; labels chosen so some are wrong
+    imgs = torch.zeros(6, 3, 4, 4, dtype=torch.uint8)
+    winners = [0, 1, 2, 0, 1, 2]
+    strength = [250, 200, 150, 100, 60, 255]
+    for i, (w, s) in enumerate(zip(winners, strength)):
+        imgs[i, w] = s
+    labels = torch.tensor([0, 2, 2, 1, 1, 0])  # wrong: #1 (2->1), #3 (1->0), #5 (0->2)
+    ev = evaluate.evaluate_model(_Fixed(), imgs, labels, ["r", "g", "b"], (0, 0, 0), (1, 1, 1))
+    np.testing.assert_array_equal(ev.preds, winners)
+    assert ev.accuracy == pytest.approx(3 / 6)
+    wrong = [i for i in range(6) if winners[i] != int(labels[i])]
+    by_conf = sorted(wrong, key=lambda i: -float(ev.probs[i].max()))
+    got = evaluate.confident_mistakes(ev, k=10)
+    assert [m.index for m in got] == by_conf
+    assert all(m.true != m.pred for m in got)
+    assert got[0].confidence == pytest.approx(float(ev.probs[by_conf[0]].max()))
+    assert [m.index for m in evaluate.confident_mistakes(ev, k=2)] == by_conf[:2]
+    cell = evaluate.cell_examples(ev, true=2, pred=1)
+    assert [m.index for m in cell] == [1]
+    assert evaluate.cell_examples(ev, true=0, pred=1) == []
+    cm = evaluate.confusion_matrix(ev.labels, ev.preds, 3)
+    assert evaluate.top_confusions(cm, k=5) == sorted(
+        [(int(labels[i]), winners[i], 1) for i in wrong], key=lambda t: (t[0], t[1]))
+
+
+def test_evaluate_model_limit():
+    imgs = torch.zeros(10, 3, 4, 4, dtype=torch.uint8)
+    ev = evaluate.evaluate_model(_Fixed(), imgs, torch.zeros(10, dtype=torch.long), ["a", "b", "c"],
+                                 (0,), (1,), limit=4)
+    assert len(ev.labels) == 4 and ev.probs.shape == (4, 3)
+    np.testing.assert_allclose(ev.probs.sum(1), 1, rtol=1e-6)
