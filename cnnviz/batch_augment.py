@@ -1,0 +1,257 @@
+"""The training-time augmentation path: a Pipeline applied to a whole uint8 batch on its device.
+
+`BatchAugmenter(pipeline, device, num_classes)(x, y, generator)` takes x uint8 (B, C, H, W) and
+labels y int64 (B,) and returns float32 images and labels (soft (B, K) after MixUp/CutMix).
+
+It follows `Pipeline.build()` step by step with the same dtype plan (uint8 until the first step
+that needs floats, then float32 in [0, 1]), but draws one random number per sample per step from
+the given torch.Generator and applies the step to the whole batch at once:
+
+- RandomHorizontalFlip / RandomVerticalFlip / RandomGrayscale: per-sample masks + torch.where.
+- RandomCrop: one pad (constant / edge / reflect) then ONE advanced-indexing gather of per-sample
+  windows (no Python loop over samples).
+- Resize, CenterCrop, Normalize: torchvision.transforms.v2.functional on the whole batch.
+- ColorJitter with only brightness and/or contrast: per-sample factors and per-sample order, same
+  blend formulas as torchvision.
+- RandomErasing: per-sample boxes (10 vectorised tries like torchvision) written with a mask.
+- MixUp / CutMix: torchvision's own batch transforms (one of them per batch when both are present).
+
+Anything else (rotations, affine, ResizedCrop, blur, full ColorJitter, the policies, symmetric
+padding) runs per sample through the torchvision v2 transform; those steps are listed in
+`fallback_steps`. Randomness in torchvision calls comes from the global CPU generator, which is
+temporarily re-seeded from `generator` (and restored), so results are deterministic per generator.
+Random draws are made on the generator's device and moved to the data's device, so the same code
+runs on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .augment import Pipeline, Step, _instantiate
+from .augment_specs import SPECS
+
+_GREY = (0.2989, 0.587, 0.114)
+_BATCHED = {"RandomHorizontalFlip", "RandomVerticalFlip", "RandomGrayscale", "RandomCrop", "Resize",
+            "CenterCrop", "Normalize", "RandomErasing", "ColorJitter"}
+
+
+class BatchAugmenter:
+    """Apply a Pipeline to uint8 batches on `device` (see module docstring)."""
+
+    def __init__(self, pipeline: Pipeline, device: torch.device | str, num_classes: int) -> None:
+        self.pipeline = pipeline
+        self.device = torch.device(device)
+        self.num_classes = int(num_classes)
+        self.normalizes: bool = pipeline.normalizes
+        self.fallback_steps: list[str] = []
+        self._ops: list[tuple[str, bool, Callable]] = []   # (name, needs_float, fn(x, g) -> x)
+        for step in pipeline.image_steps:
+            fn = self._batched(step)
+            if fn is None:
+                self.fallback_steps.append(step.name)
+                fn = self._fallback(step)
+            self._ops.append((step.name, SPECS[step.name].needs_float, fn))
+        self._batch_tf = pipeline.build_batch(self.num_classes) if pipeline.batch_steps else None
+        self.batch_steps: list[str] = [s.name for s in pipeline.batch_steps]
+
+    def __repr__(self) -> str:
+        return (f"BatchAugmenter(steps={[n for n, _, _ in self._ops] + self.batch_steps}, "
+                f"fallback={self.fallback_steps}, device={self.device})")
+
+    # ---- public ------------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x uint8 (B, C, H, W) -> float32 (B, C, H', W') in [0, 1] (or normalised); y -> y or soft (B, K)."""
+        if x.ndim != 4:
+            raise ValueError(f"BatchAugmenter expects a (B, C, H, W) batch, got shape {tuple(x.shape)}.")
+        g = generator if generator is not None else torch.default_generator
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        floated = x.is_floating_point()
+        for _name, needs_float, fn in self._ops:
+            if needs_float and not floated:
+                x, floated = _to_float(x), True
+            x = fn(x, g)
+        if not floated:
+            x = _to_float(x)
+        if self._batch_tf is not None and x.shape[0] > 1:
+            with _seeded_cpu_rng(g):
+                x, y = self._batch_tf(x, y)
+            x = x.as_subclass(torch.Tensor)
+        return x.contiguous(), y
+
+    def output_size(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) of the output for inputs of size hw (runs the pipeline once on a blank image)."""
+        t = self.pipeline.build()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            out = t(torch.zeros(3, int(hw[0]), int(hw[1]), dtype=torch.uint8))
+        return int(out.shape[-2]), int(out.shape[-1])
+
+    # ---- step builders ---------------------------------------------------------------------------
+    def _batched(self, step: Step) -> Callable | None:
+        p, n = step.params, step.name
+        if n in ("RandomHorizontalFlip", "RandomVerticalFlip"):
+            dim = -1 if n == "RandomHorizontalFlip" else -2
+            return lambda x, g: _where(_rand(x.shape[0], g, x.device) < p["p"], x.flip(dim), x)
+        if n == "RandomGrayscale":
+            return lambda x, g: _where(_rand(x.shape[0], g, x.device) < p["p"], _grey(x), x)
+        if n == "Resize":
+            return lambda x, g: F.resize(x, _size_list(p["size"]) if isinstance(p["size"], list) else [p["size"]],
+                                         interpolation=v2.InterpolationMode(p["interpolation"]),
+                                         antialias=p["antialias"])
+        if n == "CenterCrop":
+            return lambda x, g: F.center_crop(x, _size_list(p["size"]))
+        if n == "Normalize":
+            return lambda x, g: F.normalize(x, p["mean"], p["std"])
+        if n == "RandomCrop" and p["padding_mode"] != "symmetric":
+            return lambda x, g: _random_crop(x, g, p)
+        if n == "RandomErasing":
+            return lambda x, g: _random_erasing(x, g, p)
+        if n == "ColorJitter" and not p["saturation"] and not p["hue"]:
+            return lambda x, g: _jitter_bc(x, g, p["brightness"], p["contrast"])
+        return None
+
+    def _fallback(self, step: Step) -> Callable:
+        t = _instantiate(SPECS[step.name].calls(step.params))
+
+        def run(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+            with _seeded_cpu_rng(g):
+                return torch.stack([t(xi).as_subclass(torch.Tensor) for xi in x])
+        return run
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+class _seeded_cpu_rng:
+    """Re-seed the global CPU RNG from `g` for a torchvision call, restoring it afterwards."""
+
+    def __init__(self, g: torch.Generator) -> None:
+        self.seed = int(torch.randint(0, 2**62, (1,), generator=g, device=g.device))
+
+    def __enter__(self) -> None:
+        self.state = torch.random.get_rng_state()
+        torch.default_generator.manual_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        torch.random.set_rng_state(self.state)
+
+
+def _to_float(x: torch.Tensor) -> torch.Tensor:
+    return F.to_dtype(x, torch.float32, scale=True)
+
+
+def _rand(n: int, g: torch.Generator, device: torch.device, *shape: int) -> torch.Tensor:
+    return torch.rand((n, *shape), generator=g, device=g.device).to(device)
+
+
+def _randint(high: torch.Tensor | int, g: torch.Generator, n: int, device: torch.device) -> torch.Tensor:
+    """Per-sample integers in [0, high) (high may be a per-sample tensor)."""
+    u = torch.rand(n, generator=g, device=g.device, dtype=torch.float64).to(device)
+    high_t = torch.as_tensor(high, device=device)
+    return torch.minimum((u * high_t).long(), high_t - 1).clamp_min(0)
+
+
+def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask.view(-1, 1, 1, 1), a, b)
+
+
+def _size_list(size: int | list[int]) -> list[int]:
+    return [size, size] if isinstance(size, int) else list(size)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    if x.shape[1] == 1:
+        return x
+    return F.rgb_to_grayscale(x, num_output_channels=x.shape[1])
+
+
+def _random_crop(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
+    """Pad once, then gather one (h, w) window per sample at per-sample offsets."""
+    b, c, h_in, w_in = x.shape
+    ch, cw = _size_list(p["size"])
+    pad = p["padding"]
+    left = right = top = bottom = pad
+    if p["pad_if_needed"]:
+        if h_in + 2 * pad < ch:
+            d = ch - (h_in + 2 * pad)
+            top, bottom = top + d, bottom + d
+        if w_in + 2 * pad < cw:
+            d = cw - (w_in + 2 * pad)
+            left, right = left + d, right + d
+    if any((left, right, top, bottom)):
+        mode = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}[p["padding_mode"]]
+        if mode == "constant":
+            x = torch.nn.functional.pad(x, (left, right, top, bottom), value=p["fill"])
+        else:  # replicate/reflect need float on some backends
+            x = torch.nn.functional.pad(x.float(), (left, right, top, bottom), mode=mode).to(x.dtype)
+    hp, wp = x.shape[-2:]
+    if hp < ch or wp < cw:
+        raise ValueError(f"RandomCrop size {(ch, cw)} is larger than the padded image {(hp, wp)}.")
+    dev = x.device
+    tops = _randint(hp - ch + 1, g, b, dev)
+    lefts = _randint(wp - cw + 1, g, b, dev)
+    rows = (tops[:, None] + torch.arange(ch, device=dev))[:, :, None]        # (B, ch, 1)
+    cols = (lefts[:, None] + torch.arange(cw, device=dev))[:, None, :]       # (B, 1, cw)
+    bidx = torch.arange(b, device=dev)[:, None, None]
+    out = x.permute(0, 2, 3, 1)[bidx, rows, cols]                            # (B, ch, cw, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _blend(a: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """torchvision's _blend with a per-sample ratio: ratio*a + (1-ratio)*other, clamped, cast back."""
+    bound = 1.0 if a.is_floating_point() else 255.0
+    r = ratio.view(-1, 1, 1, 1)
+    out = (a.float() * r + other * (1.0 - r)).clamp_(0, bound)
+    return out if a.is_floating_point() else out.to(a.dtype)
+
+
+def _jitter_bc(x: torch.Tensor, g: torch.Generator, brightness: float, contrast: float) -> torch.Tensor:
+    b = x.shape[0]
+    dev = x.device
+    order = _rand(b, g, dev) < 0.5          # True: brightness first
+    bf = (1 - brightness + 2 * brightness * _rand(b, g, dev)).clamp_min(0) if brightness else None
+    cf = (1 - contrast + 2 * contrast * _rand(b, g, dev)).clamp_min(0) if contrast else None
+
+    def bright(z: torch.Tensor) -> torch.Tensor:
+        return z if bf is None else _blend(z, torch.zeros((), device=dev), bf)
+
+    def contr(z: torch.Tensor) -> torch.Tensor:
+        if cf is None:
+            return z
+        grey = _grey(z)[:, :1] if z.shape[1] == 3 else z
+        mean = grey.float().mean(dim=(-3, -2, -1), keepdim=True)
+        return _blend(z, mean, cf)
+    if bf is None or cf is None:
+        return contr(bright(x))
+    return _where(order, contr(bright(x)), bright(contr(x)))
+
+
+def _random_erasing(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
+    """Per-sample erase boxes, drawn like torchvision (up to 10 tries of area and log-ratio)."""
+    b, _, h, w = x.shape
+    dev = x.device
+    apply = _rand(b, g, dev) < p["p"]
+    tries = 10
+    area = h * w * (p["scale"][0] + (p["scale"][1] - p["scale"][0]) * _rand(b, g, dev, tries))
+    lr0, lr1 = math.log(p["ratio"][0]), math.log(p["ratio"][1])
+    ratio = torch.exp(lr0 + (lr1 - lr0) * _rand(b, g, dev, tries))
+    eh = torch.sqrt(area * ratio).round().long()
+    ew = torch.sqrt(area / ratio).round().long()
+    ok = (eh < h) & (ew < w)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.zeros_like(ok[:, 0], dtype=torch.long))
+    eh = eh.gather(1, first[:, None])[:, 0]
+    ew = ew.gather(1, first[:, None])[:, 0]
+    apply = apply & ok.any(1)
+    top = _randint(h - eh + 1, g, b, dev)
+    left = _randint(w - ew + 1, g, b, dev)
+    r = torch.arange(h, device=dev)[None, :, None]
+    c = torch.arange(w, device=dev)[None, None, :]
+    box = ((r >= top[:, None, None]) & (r < (top + eh)[:, None, None])
+           & (c >= left[:, None, None]) & (c < (left + ew)[:, None, None]) & apply[:, None, None])
+    return torch.where(box[:, None], torch.as_tensor(p["value"], dtype=x.dtype, device=dev), x)
