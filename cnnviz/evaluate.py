@@ -102,24 +102,47 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       probs=probs_np, indices=np.arange(n, dtype=np.int64))
 
 
+def run_test_indices(n: int, limit: int | None, seed: int) -> np.ndarray:
+    """Positions of the test images a run was scored on: all of them, or the seeded subset that
+    cnnviz.fastloader.subsample(..., limit, seed + 1) draws for `limit_test` (sorted)."""
+    if limit is None or limit >= n:
+        return np.arange(n, dtype=np.int64)
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randperm(n, generator=g)[:limit].sort().values.numpy().astype(np.int64)
+
+
 def evaluate_run(run, epoch: int | None = None, split: str = "test", limit: int | None = None,
                  device: str = "auto", progress: Callable[[float], None] | None = None) -> Evaluation:
-    """Evaluate run `run` (a runs.RunInfo) at `epoch` (default: latest weights) on `split` of its dataset.
+    """Evaluate `run` (a runs.RunInfo) at `epoch` (default: latest weights) on `split` of its dataset.
 
-    Raises DatasetError when the dataset can't be loaded (e.g. a moved folder) and CheckpointError
+    On the test split it scores the same images the run reported its test accuracy on (its
+    `limit_test` subset, if any), prepared as the trainer prepares them; `limit` caps the count
+    further. Raises DatasetError (a ValueError) when the dataset can't be loaded and CheckpointError
     when the run has no usable checkpoint; both carry user-facing messages.
     """
     from . import data, runs
     from .device import pick_device
+    from .fastloader import resize_uint8
 
     model, meta = runs.load_model(run, epoch)
     spec = meta.get("dataset") or run.config.get("dataset", "shapes")
     ds = data.load_dataset(spec, split)
+    cfg = run.config
+    idx = run_test_indices(len(ds.labels), cfg.get("limit_test") if split == "test" else None,
+                           int(cfg.get("seed", 0) or 0))
+    if limit is not None:
+        idx = idx[: int(limit)]
+    t = torch.from_numpy(idx)
+    images, labels = ds.images.index_select(0, t), ds.labels.index_select(0, t)
+    size = meta.get("input_size")
+    if size and tuple(images.shape[-2:]) != (int(size), int(size)):
+        images = resize_uint8(images, (int(size), int(size)))
     mean = meta.get("mean") or ds.mean
     std = meta.get("std") or ds.std
     classes = meta.get("classes") or ds.classes
-    ev = evaluate_model(model, ds.images, ds.labels, classes, mean, std, meta.get("input_size"), limit,
+    ev = evaluate_model(model, images, labels, classes, mean, std, None, None,
                         device=pick_device(device), progress=progress)
+    ev.indices = idx
     ev.split, ev.dataset = split, spec
     ckpt = run.checkpoints.get(int(epoch)) if epoch is not None else run.last_checkpoint
     ev.checkpoint = str(ckpt or "")

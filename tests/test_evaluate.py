@@ -108,3 +108,62 @@ def test_evaluate_model_limit():
                                  (0,), (1,), limit=4)
     assert len(ev.labels) == 4 and ev.probs.shape == (4, 3)
     np.testing.assert_allclose(ev.probs.sum(1), 1, rtol=1e-6)
+
+
+def _fake_run(tmp_path, epochs=(1, 2)):
+    """A run directory with per-epoch LeNet5 checkpoints (different random weights), no training."""
+    import json
+
+    from cnnviz import models, runs
+    from cnnviz.checkpoints import save_checkpoint
+
+    d = tmp_path / "run-x"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model": "lenet5", "dataset": "shapes"}))
+    meta = {"model": "lenet5", "num_classes": 10, "in_channels": 3, "input_size": 32,
+            "classes": [f"c{i}" for i in range(10)], "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.25]}
+    for e in epochs:
+        torch.manual_seed(e)
+        save_checkpoint(models.create("lenet5"), d / runs.epoch_checkpoint_name(e), {**meta, "epoch": e})
+    return runs.load_run(d), meta
+
+
+def test_scrub_maps_match_a_forward_hook_on_the_saved_weights(tmp_path):
+    from PIL import Image
+
+    from cnnviz import models, scrub
+    from cnnviz.checkpoints import load_checkpoint, load_into
+
+    run, meta = _fake_run(tmp_path)
+    names = [li.name for li in scrub.scrub_layers(run)]
+    assert names == ["conv_unit.0", "conv_unit.1", "conv_unit.2", "conv_unit.3"]
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    for epoch in (1, 2):
+        em = scrub.maps_at(run, epoch, "conv_unit.2", image)
+        # independent: bicubic 64 -> 32 (square: no crop), normalise by hand, hook the module ourselves
+        im = image.resize((32, 32), Image.Resampling.BICUBIC)
+        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+        for c in range(3):
+            x[c] = (x[c] - meta["mean"][c]) / meta["std"][c]
+        model = load_into(models.create("lenet5"), load_checkpoint(run.checkpoints[epoch])).eval()
+        got = {}
+        h = model.conv_unit[2].register_forward_hook(lambda m, i, o: got.setdefault("o", o))
+        with torch.no_grad():
+            probs = torch.softmax(model(x[None]), 1)[0]
+        h.remove()
+        assert em.epoch == epoch and em.maps.shape == (32, 10, 10)
+        torch.testing.assert_close(em.maps, got["o"][0], rtol=1e-4, atol=1e-4)
+        assert em.top[0][0] == int(probs.argmax()) and em.top[0][1] == f"c{int(probs.argmax())}"
+    # different epochs hold different weights, so the maps differ
+    assert not torch.allclose(scrub.maps_at(run, 1, "conv_unit.0", image).maps,
+                              scrub.maps_at(run, 2, "conv_unit.0", image).maps)
+
+
+def test_run_test_indices_match_the_trainers_subsample():
+    from cnnviz.fastloader import subsample
+
+    labels = torch.arange(100)
+    _, sub = subsample(torch.zeros(100, 1, 1, 1, dtype=torch.uint8), labels, 17, seed=3 + 1)
+    np.testing.assert_array_equal(evaluate.run_test_indices(100, 17, 3), sub.numpy())
+    np.testing.assert_array_equal(evaluate.run_test_indices(10, None, 0), np.arange(10))

@@ -1,0 +1,54 @@
+"""Checkpoint scrubber: one layer's feature maps for one image, at each saved epoch of a run.
+
+`scrub_layers(run)` lists the layers with spatial outputs (as the Feature maps page names
+them, via `cnnviz.features.list_layers`); `maps_at(run, epoch, layer, image)` loads that
+epoch's weights, feeds the image (prepared like the Feature maps page does) and returns the
+layer's output and the model's prediction at that epoch. Pictures come from
+`cnnviz.features.channel_grid`, so both pages draw maps the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+from PIL import Image
+
+from . import features
+from .receptive import LayerInfo
+
+
+@dataclass
+class EpochMaps:
+    """A layer's output for one image at one saved epoch, and the model's prediction then."""
+
+    epoch: int
+    layer: str
+    maps: torch.Tensor          # (C, H, W) float32 on CPU
+    top: list[tuple[int, str, float]]  # top-k (class index, name, probability)
+
+
+def _meta_shape(meta: dict) -> tuple[int, int, int, int]:
+    size = int(meta.get("input_size") or 32)
+    return (1, int(meta.get("in_channels") or 3), size, size)
+
+
+def scrub_layers(run) -> list[LayerInfo]:
+    """`run`'s layers whose output is a spatial map (N, C, H, W) with H, W > 1, in forward order
+    (containers such as nn.Sequential left out: their output is their last child's)."""
+    from . import runs
+
+    model, meta = runs.load_model(run)
+    return [li for li in features.list_layers(model, _meta_shape(meta))
+            if len(li.shape) == 4 and li.shape[2] * li.shape[3] > 1 and li.type != "Sequential"]
+
+
+def maps_at(run, epoch: int | None, layer: str, image: Image.Image) -> EpochMaps:
+    """`layer`'s output for `image` with the weights saved at `epoch` of `run` (default: latest)."""
+    from . import runs
+
+    model, meta = runs.load_model(run, epoch)
+    _, c, size, _ = _meta_shape(meta)
+    x, _ = features.preprocess(image, size, meta.get("mean") or [0.5] * c, meta.get("std") or [0.5] * c, c)
+    maps = features.feature_maps(model, x, [layer])[layer][0].float().cpu()
+    top = features.predict(model, x, meta.get("classes"), k=3)
+    return EpochMaps(epoch=int(epoch if epoch is not None else meta.get("epoch", 0)), layer=layer, maps=maps, top=top)
