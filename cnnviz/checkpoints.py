@@ -73,11 +73,12 @@ def _looks_like_safetensors(raw: bytes) -> bool:
 def _read_safetensors_meta(raw: bytes) -> dict[str, Any]:
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
-    md = header.get("__metadata__", {}) or {}
+    md = (header.get("__metadata__", {}) if isinstance(header, dict) else {}) or {}
     try:
-        return json.loads(md.get("meta", "{}")) if md.get("format") == FORMAT else {}
-    except json.JSONDecodeError:
+        meta = json.loads(md.get("meta", "{}")) if md.get("format") == FORMAT else {}
+    except (json.JSONDecodeError, TypeError):
         return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _state_from_torch_object(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -108,9 +109,12 @@ def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
         raise CheckpointError(f"The checkpoint is larger than {MAX_CHECKPOINT_BYTES // 2**20} MB.")
     if _looks_like_safetensors(raw):
         try:
-            return Checkpoint(st_load(raw), _read_safetensors_meta(raw))
+            ckpt = Checkpoint(st_load(raw), _read_safetensors_meta(raw))
         except Exception as exc:
-            raise CheckpointError(f"Not a valid safetensors file ({exc}).") from None
+            raise CheckpointError(f"Not a valid safetensors file ({str(exc)[:200]}).") from None
+        if not ckpt.state_dict:
+            raise CheckpointError("The safetensors file holds no tensors.")
+        return ckpt
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -118,7 +122,8 @@ def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise CheckpointError(
                 "Refused: the file is a pickle that wants to build arbitrary Python objects "
-                f"({text[:200]}). Only plain tensors and state dicts are loaded."
+                f"({text[:200]}). Only plain tensors and state dicts are loaded; nothing in the file was run. "
+                "Save `model.state_dict()` (or use safetensors) instead of the whole model."
             ) from None
         raise CheckpointError(f"Not a PyTorch or safetensors checkpoint ({text[:200]}).") from None
     state, meta = _state_from_torch_object(obj)
@@ -140,10 +145,38 @@ def explain_mismatch(model: nn.Module, state: dict[str, torch.Tensor], limit: in
     return "; ".join(parts) or None
 
 
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
+
+
+def _strip_wrappers(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop a 'module.' / '_orig_mod.' prefix that every key carries when that makes the keys fit."""
+    own = set(model.state_dict())
+    for _ in range(2):
+        if set(state) == own:
+            break
+        for prefix in _WRAPPER_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                break
+        else:
+            break
+    return state
+
+
+def nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of floating-point tensors holding NaN or infinity (a diverged run's weights)."""
+    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def load_into(model: nn.Module, ckpt: Checkpoint, model_name: str = "the model") -> nn.Module:
     """Load `ckpt` into `model` strictly; CheckpointError naming mismatched keys/shapes otherwise."""
-    problem = explain_mismatch(model, ckpt.state_dict)
+    state = _strip_wrappers(model, ckpt.state_dict)
+    problem = explain_mismatch(model, state)
     if problem:
-        raise CheckpointError(f"This checkpoint does not fit {model_name}: {problem}.")
-    model.load_state_dict(ckpt.state_dict, strict=True)
+        hint = f" The file was saved from a {ckpt.meta['model']} model." if ckpt.meta.get("model") else ""
+        raise CheckpointError(f"This checkpoint does not fit {model_name}: {problem}.{hint}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. a dtype torch cannot copy
+        raise CheckpointError(f"This checkpoint does not fit {model_name}: {str(exc)[:300]}") from None
     return model

@@ -31,7 +31,7 @@ class LeNet5(nn.Module):
         return self.fc_unit(x)
 
 
-@register("lenet5", input_size=32, family="LeNet", year=1998,
+@register("lenet5", input_size=32, family="LeNet", year=1998, depth=4,
           idea="Convolution + pooling + fully connected: the template every CNN since follows.")
 def lenet5(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """LeNet5 from the tutorial notes (40,010 parameters at 3 channels, 10 classes; 32x32 input)."""

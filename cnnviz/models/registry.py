@@ -21,20 +21,28 @@ class ModelInfo:
     idea: str = ""
     description: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    depth: int | None = None  # weight layers on the longest path, as the papers count them
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)  # default normalisation (CIFAR-10's own)
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+    torchvision_name: str | None = None  # set for models built by torchvision (pretrained weights)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register(name: str, *, input_size: int, in_channels: int = 3, family: str = "", year: int | None = None,
-             idea: str = "", description: str = "", tags: tuple[str, ...] = ()):
+             idea: str = "", description: str = "", tags: tuple[str, ...] = (), depth: int | None = None,
+             mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+             torchvision_name: str | None = None):
     """Decorator: register `builder(num_classes, in_channels) -> nn.Module` under `name`."""
 
     def deco(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
+        extra = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
         _REGISTRY[name] = ModelInfo(name, builder, input_size, in_channels, family, year, idea,
-                                    description or (builder.__doc__ or "").strip().splitlines()[0], tags)
+                                    description or (builder.__doc__ or "").strip().splitlines()[0], tags,
+                                    depth=depth, torchvision_name=torchvision_name, **extra)
         return builder
 
     return deco
@@ -59,4 +67,14 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if in_channels < 1:
         raise ValueError(f"in_channels must be >= 1, got {in_channels}")
-    return info(name).builder(num_classes=num_classes, in_channels=in_channels)
+    model = info(name).builder(num_classes=num_classes, in_channels=in_channels)
+    _BUILDS[name] = _BUILDS.get(name, 0) + 1
+    return model
+
+
+_BUILDS: dict[str, int] = {}
+
+
+def build_count(name: str) -> int:
+    """How many times `create(name)` ran in this process (lets tests check nothing big was built)."""
+    return _BUILDS.get(name, 0)

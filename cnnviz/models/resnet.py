@@ -64,14 +64,14 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register("resnet_small", input_size=32, family="ResNet", year=2015,
+@register("resnet_small", input_size=32, family="ResNet", year=2015, depth=8,
           idea="Shortcut connections: each block learns F(x) and adds x back.")
 def resnet_small(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """A small CIFAR ResNet (widths 16-32-64, one ResBlk each) that trains fast on CPU."""
     return ResNet((16, 32, 64), (1, 1, 1), num_classes, in_channels)
 
 
-@register("resnet18_cifar", input_size=32, family="ResNet", year=2015,
+@register("resnet18_cifar", input_size=32, family="ResNet", year=2015, depth=18,
           idea="Shortcut connections: each block learns F(x) and adds x back.")
 def resnet18_cifar(num_classes: int = 10, in_channels: int = 3) -> nn.Module:
     """ResNet-18-sized CIFAR ResNet (widths 64-128-256-512, two ResBlk each), for the GPU."""
