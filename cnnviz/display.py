@@ -83,3 +83,56 @@ def overlay(base: Image.Image, heat: Image.Image, alpha: float = 0.5) -> Image.I
     """Blend a heatmap over an image (heat resized to the image with bilinear)."""
     heat = heat.convert("RGB").resize(base.size, Image.Resampling.BILINEAR)
     return Image.blend(base.convert("RGB"), heat, alpha)
+
+
+# --- Added by the operations pages (convolution, upsample & pooling, BatchNorm) ---------------
+
+def preview(im: Image.Image, max_side: int = 640) -> tuple[Image.Image, float]:
+    """Shrink `im` (box filter) so its longer side is at most max_side; returns (image, scale <= 1)."""
+    side = max(im.size)
+    if side <= max_side:
+        return im, 1.0
+    scale = max_side / side
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(size, Image.Resampling.BOX), scale
+
+
+def pixel_grid(im: Image.Image, cell: int, line: tuple[int, int, int] = (60, 60, 60)) -> Image.Image:
+    """Enlarge every pixel to a cell×cell square (nearest) and draw 1-px grid lines between them."""
+    cell = max(1, int(cell))
+    big = im.convert("RGB").resize((im.width * cell, im.height * cell), Image.Resampling.NEAREST)
+    if cell >= 4:
+        arr = np.array(big)
+        arr[::cell, :, :] = line
+        arr[:, ::cell, :] = line
+        big = Image.fromarray(arr)
+    return big
+
+
+def draw_boxes(im: Image.Image, boxes: list[tuple[float, float, float, float]], scale: float = 1.0,
+               colour: tuple[int, int, int] = (255, 40, 40), width: int = 2) -> Image.Image:
+    """Copy of `im` with rectangles drawn; boxes are (top, left, bottom, right) inclusive, in pixels
+    of the original image, multiplied by `scale` (the factor `im` was enlarged or shrunk by)."""
+    from PIL import ImageDraw
+
+    out = im.convert("RGB").copy()
+    d = ImageDraw.Draw(out)
+    for top, left, bottom, right in boxes:
+        d.rectangle([left * scale, top * scale, (right + 1) * scale - 1, (bottom + 1) * scale - 1],
+                    outline=colour, width=width)
+    return out
+
+
+def draw_dots(im: Image.Image, points: list[tuple[int, int]], cell: int, sizes: list[int] | None = None,
+              colour: tuple[int, int, int] = (255, 40, 40)) -> Image.Image:
+    """Mark pixel centres (row, col) on a pixel_grid image with cell-sized cells; `sizes` scales each dot."""
+    from PIL import ImageDraw
+
+    out = im.copy()
+    d = ImageDraw.Draw(out)
+    for i, (r, c) in enumerate(points):
+        k = 1 if sizes is None else sizes[i]
+        rad = max(2.0, cell * min(0.18 + 0.07 * k, 0.45))
+        cy, cx = (r + 0.5) * cell, (c + 0.5) * cell
+        d.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], fill=colour, outline=(255, 255, 255))
+    return out
