@@ -31,7 +31,10 @@ all_runs = runs.list_runs()
 if not all_runs:
     st.info("No runs yet. Train one on the **Train** page; it appears here as soon as it starts.",
             icon=":material/info:")
-    st.page_link("pages/training.py", label="Go to Train", icon=":material/model_training:")
+    try:
+        st.page_link("pages/training.py", label="Go to Train", icon=":material/model_training:")
+    except StreamlitAPIException:  # the page run on its own, outside the app's navigation
+        pass
     st.stop()
 by_id = {r.run_id: r for r in all_runs}
 
@@ -231,7 +234,7 @@ with tab_scrub:
             layers = {}
         if layers:
             if st.session_state.get("runs_layer") not in layers:
-                st.session_state["runs_layer"] = layers[0]
+                st.session_state["runs_layer"] = next(iter(layers))
             c1, c2, c3 = st.columns([2, 3, 1])
             layer = c1.selectbox("Layer", list(layers), key="runs_layer", format_func=layers.get)
             if st.session_state.get("runs_epoch") not in epochs:

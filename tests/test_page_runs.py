@@ -1,0 +1,113 @@
+"""AppTest of pages/runs.py on a tiny run trained here: comparison, confusion matrix, mistakes, scrubber."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz import evaluate, jobs, runs
+from cnnviz.train import TrainConfig
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "runs.py")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    """Its own runs folder with two finished tiny runs (LeNet5 on shapes, 2 epochs each)."""
+    root = tmp_path_factory.mktemp("runs-page")
+    old = os.environ.get("CNNVIZ_RUNS")
+    os.environ["CNNVIZ_RUNS"] = str(root)
+    made = []
+    for seed in (0, 1):
+        job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
+                                         seed=seed, limit_train=256, limit_test=120))
+        job.join(180)
+        assert job.snapshot()["status"] == "finished"
+        made.append(job.run_id)
+    yield root, made
+    if old is None:
+        os.environ.pop("CNNVIZ_RUNS", None)
+    else:
+        os.environ["CNNVIZ_RUNS"] = old
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _caption(at: AppTest, start: str) -> str:
+    hits = [c.value for c in at.caption if c.value.startswith(start)]
+    return hits[0] if hits else ""
+
+
+def test_empty_runs_folder_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path))
+    at = _page()
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_evaluation_agrees_with_the_trainers_test_accuracy(runs_dir):
+    root, made = runs_dir
+    run = runs.load_run(root / made[0])
+    ev = evaluate.evaluate_run(run)
+    assert len(ev.labels) == 120  # the run's own limit_test subset
+    # the trainer scored the same weights on the same images in its own loop
+    assert ev.accuracy == pytest.approx(run.epochs[-1]["test_acc"], abs=1e-9)
+    cm = evaluate.confusion_matrix(ev.labels, ev.preds, len(ev.classes))
+    assert cm.sum() == 120 and np.trace(cm) == round(120 * run.epochs[-1]["test_acc"])
+
+
+def test_page_compares_and_inspects(runs_dir):
+    root, made = runs_dir
+    at = _page()
+    assert set(at.multiselect(key="runs_compare").value) == set(made)
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4  # two comparison charts, confusion matrix, per-class accuracy
+    assert len(at.dataframe) == 1
+    md = " ".join(m.value for m in at.markdown)
+    assert "of 120 test images right" in md
+    # the comparison follows the multiselect
+    at.multiselect(key="runs_compare").set_value([made[0]]).run()
+    assert not at.exception
+    assert _caption(at, "test accuracy (%) after each epoch").endswith("(2 epoch points in all).")
+    # pick a confusion-matrix cell: the gallery caption follows it
+    classes = at.selectbox(key="runs_true").options
+    at.selectbox(key="runs_true").set_value(0).run()
+    at.selectbox(key="runs_pred").set_value(0).run()
+    assert not at.exception
+    cap = [c.value for c in at.caption if "predicted as" in c.value]
+    info = [i.value for i in at.info if "was predicted as" in i.value]
+    assert cap or info
+    assert (cap and f"class **{classes[0]}** predicted as **{classes[0]}**" in cap[0]) or info
+    # normalising the matrix changes its numbers
+    z_before = at.get("plotly_chart")[2].proto.spec
+    at.toggle(key="runs_cm_norm").set_value(True).run()
+    assert not at.exception and at.get("plotly_chart")[2].proto.spec != z_before
+
+
+def test_scrubber_changes_with_the_epoch_and_layer(runs_dir):
+    at = _page()
+    slider = at.select_slider(key="runs_epoch")
+    assert list(slider.options) == ["1", "2"] and slider.value == 2
+    cap2 = _caption(at, "conv_unit.0 at epoch 2")
+    assert cap2
+    at.select_slider(key="runs_epoch").set_value(1).run()
+    assert not at.exception and _caption(at, "conv_unit.0 at epoch 1")
+    at.selectbox(key="runs_layer").set_value("conv_unit.2").run()
+    assert not at.exception
+    assert _caption(at, "conv_unit.2 at epoch 1").startswith("conv_unit.2 at epoch 1: 16 of 32 channels, 10x10")
+
+
+def test_open_in_feature_maps_hands_over_the_checkpoint(runs_dir):
+    at = _page()
+    at.button(key="runs_open_fm").click().run()
+    path = Path(at.session_state["feature_maps_checkpoint"])
+    assert path.is_file() and path.suffix == ".safetensors"
+    assert path.parent.name == at.selectbox(key="runs_one").value

@@ -1,0 +1,138 @@
+"""AppTest of pages/training.py: nothing starts before Start, bad input is one line, a tiny run
+streams to the end with its charts, a second run stops from its Stop button."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz import jobs, runs
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "training.py")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _tiny(at: AppTest, **kw) -> None:
+    """Preset the form (a form's widgets only take effect on submit, like a user's typing)."""
+    vals = {"train_model": "lenet5", "train_dataset": "shapes", "train_epochs": 1, "train_batch": 32,
+            "train_device": "cpu", "train_limit_train": 192, "train_limit_test": 64, **kw}
+    for k, v in vals.items():
+        at.session_state[k] = v
+
+
+def _start(at: AppTest) -> str:
+    before = {j.run_id for j in jobs.list_jobs()}
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    new = [j for j in jobs.list_jobs() if j.run_id not in before]
+    assert len(new) == 1, "Start should start exactly one run"
+    return new[0].run_id
+
+
+def _header(at: AppTest, rid: str) -> str:
+    heads = [m.value for m in at.markdown if rid in m.value and m.value.startswith("####")]
+    return heads[0] if heads else ""
+
+
+def _poll(at: AppTest, rid: str, until: str, timeout: float = 120) -> str:
+    deadline = time.time() + timeout
+    head = ""
+    while time.time() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        head = _header(at, rid)
+        if until in head:
+            return head
+        time.sleep(0.3)
+    pytest.fail(f"run {rid} never reached {until!r}; last header {head!r}")
+
+
+def test_page_renders_the_form_and_trains_nothing():
+    n_jobs = len(jobs.list_jobs())
+    n_runs = len(runs.list_runs())
+    at = _page()
+    assert at.button(key="train_start") is not None
+    assert "lenet5 (LeNet)" in at.selectbox(key="train_model").options
+    assert "shapes" in at.selectbox(key="train_dataset").options
+    assert "auto" in at.selectbox(key="train_device").options
+    assert len(jobs.list_jobs()) == n_jobs and len(runs.list_runs()) == n_runs
+
+
+def test_models_offered_fit_small_inputs():
+    from cnnviz import models
+
+    at = _page()
+    offered = at.selectbox(key="train_model").options
+    names = [o.split(" (")[0] for o in offered]
+    assert {"lenet5", "resnet_small", "resnet18_cifar"} <= set(names)
+    assert all(models.info(n).input_size <= 64 for n in names)
+
+
+def test_bad_input_is_one_line_and_starts_nothing():
+    at = _page()
+    _tiny(at, train_dataset="folder or zip (path below)", train_path="/no/such/folder")
+    n = len(jobs.list_jobs())
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "Not started" in at.error[0].value and "/no/such/folder" in at.error[0].value
+    assert len(jobs.list_jobs()) == n
+    # an empty path is explained too
+    _tiny(at, train_dataset="folder or zip (path below)", train_path="")
+    at.button(key="train_start").click().run()
+    assert len(at.error) == 1 and "path" in at.error[0].value.lower()
+
+
+def test_studio_pipeline_is_offered_when_the_studio_set_one():
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["augment_pipeline_json"] = '{"steps": []}'
+    at.run()
+    assert "studio pipeline" in at.selectbox(key="train_augment").options
+
+
+def test_tiny_run_streams_to_finished_with_charts():
+    at = _page()
+    _tiny(at)
+    rid = _start(at)
+    head = _poll(at, rid, "finished")
+    assert "finished" in head
+    keys = {c.proto.id for c in at.get("plotly_chart")}
+    assert len(at.get("plotly_chart")) >= 3, keys
+    caps = " ".join(c.value for c in at.caption)
+    assert "epoch 1: train" in caps  # the accuracy caption quotes the finished epoch
+    snap = jobs.get_job(rid).snapshot()
+    assert snap["status"] == "finished" and len(snap["epochs"]) == 1
+    # ended runs offer resume, delete and the downloads
+    assert at.button(key=f"train_delete_{rid}") is not None
+    # delete asks first, then removes the run directory
+    at.button(key=f"train_delete_{rid}").click().run()
+    assert any("can't be undone" in w.value for w in at.warning)
+    assert Path(snap["run_dir"]).is_dir()
+    at.button(key=f"train_delete_yes_{rid}").click().run()
+    assert not at.exception
+    assert not Path(snap["run_dir"]).exists()
+    assert _header(at, rid) == ""
+
+
+def test_second_run_stops_from_its_button():
+    at = _page()
+    _tiny(at, train_epochs=200, train_limit_train=1024)
+    rid = _start(at)
+    _poll(at, rid, "running")
+    at.button(key=f"train_stop_{rid}").click().run()
+    assert not at.exception
+    head = _poll(at, rid, "stopped", timeout=60)
+    assert "stopped" in head
+    run = runs.load_run(jobs.get_job(rid).run_dir)
+    assert run.status == "stopped" and run.last_checkpoint is not None
+    # resume is offered for a stopped run
+    assert any(b.key == f"train_resume_{rid}" for b in at.button)
