@@ -85,7 +85,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
     names = {id(m): n for n, m in model.named_modules()}
     root = type(model).__name__
     leaves = [(n, m) for n, m in model.named_modules()
-              if n and (not any(True for _ in m.children()) or any(True for _ in m.parameters(recurse=False)))]
+              if (n and not any(True for _ in m.children())) or any(True for _ in m.parameters(recurse=False))]
     calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
 
     def hook(mod, _inp, out):
@@ -109,8 +109,10 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
         seen.add(name)
         own = sum(p.numel() for p in mod.parameters(recurse=not any(True for _ in mod.children())))
         f = sum(flops.get(f"{root}.{name}", {}).values()) if first else 0
-        rows.append(LayerRow(name if first else f"{name} (again)", type(mod).__name__, out_shape,
-                             own if first else 0, int(f), name.count(".") + 1))
+        label = name or f"({root} itself)"
+        f = f if name else 0  # the root's count is the whole model's
+        rows.append(LayerRow(label if first else f"{label} (again)", type(mod).__name__, out_shape,
+                             own if first else 0, int(f), name.count(".") + 1 if name else 0))
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return Summary(rows, shape, _shape(out), total, trainable, int(sum(flops.get("Global", {}).values())))
