@@ -68,8 +68,10 @@ def _config_from_args(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run `fit` in the foreground with a progress bar; the last stdout line is a JSON summary."""
-    from tqdm import tqdm
-
+    try:
+        from tqdm import tqdm
+    except ImportError:  # requirements.txt has it; without it: no bar, epoch lines only
+        tqdm = None
     from .train import fit
 
     try:
@@ -99,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             for note in d.get("notes", []):
                 print(f"note: {note}", file=sys.stderr)
             total = d["steps_per_epoch"] * d["epochs"]
-            bar = tqdm(total=total, initial=d["steps_per_epoch"] * (d["start_epoch"] - 1), file=sys.stderr,
+            bar = None if tqdm is None else tqdm(total=total, initial=d["steps_per_epoch"] * (d["start_epoch"] - 1), file=sys.stderr,
                        unit="step", disable=args.no_progress, dynamic_ncols=True, mininterval=0.5)
         elif ev.kind == "step" and bar is not None:
             bar.update(d["step"] - bar.n)

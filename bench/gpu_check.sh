@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One prepared GPU check for a session that is lent a GPU (< 5 minutes):
+# LeNet5, resnet_small, resnet18_cifar and the `speedrun` preset (airbench net) on the CIFAR-10 copy,
+# bf16 autocast + channels_last, images/s and test accuracy per epoch; figures to $OUT/gpu_check.json.
+#   bash bench/gpu_check.sh [extra args for bench/gpu_check.py, e.g. --only airbench]
+# Data: $CNNVIZ_GPU_DATA, else ../shared/data/cifar10-jpeg, else shared/data/cifar10-jpeg (an ImageFolder
+# tree); without one it measures throughput on the built-in shapes set and says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ -x .venv/bin/python ] && .venv/bin/python -c "import torch" 2>/dev/null; then PY=.venv/bin/python; fi
+if ! "$PY" -c "import torch, torchvision, safetensors, tqdm, PIL, numpy" 2>/dev/null; then
+  echo "installing requirements..."
+  "$PY" -m pip install -q -r requirements.txt
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+DATA=""
+for d in "${CNNVIZ_GPU_DATA:-}" ../shared/data/cifar10-jpeg shared/data/cifar10-jpeg; do
+  if [ -n "$d" ] && [ -d "$d/train" ]; then DATA="$d"; break; fi
+done
+OUTDIR="${OUT:-/tmp/cnnviz-gpu-check}"
+mkdir -p "$OUTDIR"
+export CNNVIZ_RUNS=/tmp/cnnviz-gpu-runs CNNVIZ_CACHE=/tmp/cnnviz-gpu-cache CNNVIZ_DATA=/tmp/cnnviz-gpu-data
+timeout 295 "$PY" bench/gpu_check.py --data "$DATA" --device cuda --out "$OUTDIR/gpu_check.json" "$@" \
+  2>&1 | tee "$OUTDIR/gpu_check.log"
