@@ -134,7 +134,7 @@ def explain_mismatch(model: nn.Module, state: dict[str, torch.Tensor], limit: in
     """A readable list of missing/unexpected keys and shape mismatches, or None if it fits."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    unexpected = sorted(k for k in state if k not in own)
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     parts = []

@@ -115,7 +115,7 @@ def test_wrong_architecture_names_keys_and_shapes(tmp_path):
         load_into(create("lenet5"), load_checkpoint(p), "lenet5")
     msg = str(e.value)
     assert "does not fit lenet5" in msg and "missing: conv_unit.0.weight" in msg
-    assert "unexpected: layers." in msg and "more)" in msg and "resnet_small" in msg
+    assert "unexpected: fc.bias, fc.weight, layers.0.0.bn1.bias" in msg and "more)" in msg and "resnet_small" in msg
 
 
 def test_wrong_shapes_named(tmp_path):
