@@ -31,7 +31,8 @@ MAX_JSON_CHARS = 100_000
 _ALLOWED_FNS = set(SPECS) | {"RandomChoice", "AutoAugmentPolicy", "Compose", "ToImage", "ToDtype"}
 
 __all__ = ["Step", "Pipeline", "SPECS", "Param", "TransformSpec", "preset_names", "preset", "resolve",
-           "spec_names", "TraceStep", "trace", "apply_many", "to_display"]
+           "spec_names", "TraceStep", "trace", "apply_many", "to_display", "parse_numbers", "preview_input",
+           "PRESET_HELP"]
 
 
 @dataclass
@@ -419,6 +420,35 @@ def apply_many(pipeline: Pipeline, images: list, seed: int, labels: list[int] | 
             mixed, soft = pipeline.build_batch(k)(batch, torch.as_tensor(labels, dtype=torch.int64))
             outs = list(mixed.as_subclass(torch.Tensor))
     return outs, soft
+
+
+def parse_numbers(text: str, integers: bool = False, max_items: int = 16) -> list:
+    """'90, 180, 270' -> [90, 180, 270] (for list widgets); ValueError with a readable message."""
+    parts = [t for t in str(text).replace(";", ",").replace(" ", ",").split(",") if t]
+    if not parts:
+        raise ValueError("Enter at least one number, separated by commas.")
+    if len(parts) > max_items:
+        raise ValueError(f"At most {max_items} numbers.")
+    out: list = []
+    for t in parts:
+        try:
+            v = int(t) if integers else float(t)
+        except ValueError:
+            raise ValueError(f"{t[:20]!r} is not a {'whole ' if integers else ''}number.") from None
+        if not integers and v != v:
+            raise ValueError("NaN is not allowed.")
+        out.append(v)
+    return out
+
+
+def preview_input(im: Any, side: int | None):
+    """The picture the preview augments: the PIL image centre-cropped to a square and resized to
+    side x side (None: unchanged), so 32-pixel presets behave as they do on CIFAR-sized data."""
+    from PIL import Image, ImageOps
+    im = im.convert("RGB")
+    if side is None:
+        return im
+    return ImageOps.fit(im, (int(side), int(side)), method=Image.Resampling.BICUBIC)
 
 
 def to_display(pipeline: Pipeline, x: Any, normalized: bool | None = None):

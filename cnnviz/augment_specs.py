@@ -189,7 +189,7 @@ SPECS: dict[str, TransformSpec] = {s.name: s for s in [
     TransformSpec("RandomGrayscale", "Colour", "Turn the image grey with probability p.",
                   (Param("p", "float", 0.1, 0.0, 1.0, help="Probability.", step=0.05),), _simple("RandomGrayscale")),
     TransformSpec("GaussianBlur", "Colour", "Blur with a Gaussian whose sigma is drawn from a range.",
-                  (Param("kernel_size", "int", 3, 1, 31, help="Odd kernel side in pixels."),
+                  (Param("kernel_size", "int", 3, 1, 31, help="Odd kernel side in pixels.", step=2),
                    Param("sigma", "pair", [0.1, 2.0], 0.01, 20.0, help="Sigma range in pixels.", step=0.05)),
                   _simple("GaussianBlur"), check=_odd_kernel),
     TransformSpec("RandomErasing", "Erase & normalise",
