@@ -75,11 +75,61 @@ def running_app(env_extra: dict[str, str] | None = None, timeout: float = 60) ->
             log.close()
 
 
-def wait_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until Streamlit has finished the current run (no 'running' status widget)."""
+def wait_idle(page, timeout_ms: int = 90_000, settle_ms: int = 600) -> None:
+    """Wait until Streamlit has finished the current script run.
+
+    The app root carries `data-test-script-state` ("running", "notRunning", ...); it must read
+    "notRunning" for `settle_ms` in a row, which also covers the short gap between a click and
+    the rerun it triggers. (Streamlit 1.67 shows no status widget for short runs.)
+    """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
-    page.wait_for_timeout(400)
+    page.evaluate("window.__cnnvizIdleSince = null")
     page.wait_for_function(
-        """() => !document.querySelector('[data-testid="stStatusWidget"]')""", timeout=timeout_ms
+        """([settle]) => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            const idle = app && app.getAttribute('data-test-script-state') === 'notRunning'
+                && !document.querySelector('[data-testid="stSkeleton"]');
+            const now = Date.now();
+            if (!idle) { window.__cnnvizIdleSince = null; return false; }
+            if (!window.__cnnvizIdleSince) { window.__cnnvizIdleSince = now; }
+            return now - window.__cnnvizIdleSince >= settle;
+        }""",
+        arg=[settle_ms], timeout=timeout_ms, polling=100,
     )
-    page.wait_for_timeout(300)
+
+
+# ------------------------------------------------------------------ page helpers for tests
+
+
+def nav_href(base_url: str, url_path: str) -> str:
+    """The sidebar link's href for a page's url path ("home" is the root)."""
+    return f"{base_url}/" if url_path == "home" else f"{base_url}/{url_path}"
+
+
+def goto_via_sidebar(page, base_url: str, url_path: str, timeout_ms: int = 90_000) -> None:
+    """Open a page by clicking its sidebar link (same session, so session state persists)."""
+    href = nav_href(base_url, url_path)
+    page.locator(f'[data-testid="stSidebarNavLink"][href="{href}"]').click()
+    page.wait_for_url(href, timeout=timeout_ms)
+    wait_idle(page, timeout_ms)
+
+
+def sidebar_upload(page, name: str, data: bytes, mime: str = "image/png") -> None:
+    """Upload `data` as `name` through the sidebar's file uploader and wait for the rerun."""
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+    box.set_input_files({"name": name, "mimeType": mime, "buffer": data})
+    page.locator('[data-testid="stSidebar"]').get_by_text(name).first.wait_for(timeout=30_000)
+    wait_idle(page)
+
+
+def exceptions(page) -> list[str]:
+    """Texts of every Streamlit exception block on the page (should be empty)."""
+    return page.locator('[data-testid="stException"]').all_inner_texts()
+
+
+def sidebar_text(page) -> str:
+    return page.locator('[data-testid="stSidebarUserContent"]').inner_text()
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text()
