@@ -87,7 +87,7 @@ cma = l2.checkbox("momentum=None (cumulative average)", value=False, key="bn_cma
 momentum = l2.slider("momentum", 0.0, 1.0, 0.1, 0.01, key="bn_momentum", disabled=cma)
 affine = l3.checkbox("affine (learnable γ, β)", value=True, key="bn_affine")
 track = l3.checkbox("track_running_stats", value=True, key="bn_track")
-passes = l4.slider("Train-mode passes k", 1, 50, 5, key="bn_passes",
+passes = l4.slider("Train-mode passes k", 1, 50, 10, key="bn_passes",
                    help="Forward passes of the same batch in train mode before switching to eval.")
 gammas, betas = [], []
 if affine:

@@ -137,9 +137,8 @@ pc = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=C, bias=True)
 full = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=1, bias=True)
 m1, m2, m3 = st.columns(3)
 m1.metric("This conv layer", f"{pc.conv_total:,} parameters")
-m2.metric("Dense layer, same input → same output", f"{pc.dense_total:,.4g} parameters" if pc.dense_total > 1e12
-          else f"{pc.dense_total:,} parameters")
-m3.metric("Dense / conv", f"{pc.ratio:,.3g}×")
+m2.metric("Dense layer, same input → same output", f"{view.human(pc.dense_total)} parameters")
+m3.metric("Dense needs", f"{view.human(pc.ratio)}× more")
 st.caption(
     f"Conv: k·k·(C_in/groups)·C_out + bias = {pc.conv_formula} = {pc.conv_total:,}"
     + (f" (depthwise, groups={C}; a full {C}→{C} conv would need {full.conv_formula} = {full.conv_total:,})"
@@ -168,9 +167,14 @@ if dilation > 1:
     pts = [(r - top, c - left) for r in rf.rows for c in rf.cols]
     zoom = display.draw_dots(zoom, pts, cell)
 whole = display.draw_boxes(out["in_img"], [rf.box], scale=scale, width=max(2, round(scale)))
+ring = max(0.0, 8 / scale - (rf.rows[-1] - rf.rows[0]) / 2)  # a yellow ring so a tiny window stays findable
+if ring > 1:
+    t_, l_, b_, r_ = rf.box
+    whole = display.draw_boxes(whole, [(t_ - ring, l_ - ring, b_ + ring, r_ + ring)], scale=scale,
+                               colour=(255, 210, 0), width=2)
 z1, z2 = st.columns([1, 1])
 z1.image(whole, caption=f"Input with the {rf.rows[-1] - rf.rows[0] + 1}×{rf.cols[-1] - rf.cols[0] + 1} px "
-         f"window (red) that output pixel ({oy}, {ox}) reads: rows {rf.rows[0]}..{rf.rows[-1]}, "
+         f"window (red{', ringed in yellow' if ring > 1 else ''}) that output pixel ({oy}, {ox}) reads: rows {rf.rows[0]}..{rf.rows[-1]}, "
          f"columns {rf.cols[0]}..{rf.cols[-1]}.")
 z2.image(zoom, caption=(
     f"Zoomed ({cell} px per input pixel): the window with 2 px around it"

@@ -38,10 +38,11 @@ def _upsample(digest: str, mode: str, scale: float | None, size: tuple | None, a
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _transposed(digest: str, factor: int, _x: torch.Tensor):
     res = resample.transposed_upsample(_x, factor)
+    if res.output[0].numel() > resample.MAX_OUTPUT_PIXELS:
+        raise OpError("the transposed conv output would be too big to show; pick a smaller factor")
     ref = resample.upsample(_x, "bilinear", size=tuple(res.out_shape[2:]), align_corners=False)
     diff = (res.output - ref.output).abs()
-    border = diff[:, :factor, :].mean().item() if res.out_shape[2] > factor else float("nan")
-    return res, float(diff.pow(2).mean()), float(diff.max()), border
+    return res, float(diff.pow(2).mean()), float(diff.max())
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -101,35 +102,43 @@ def _upsample_tab() -> None:
 
     st.subheader("Zoomed crop: replication vs blending", divider="gray")
     z1, z2, z3 = st.columns(3)
-    cy = z1.slider("Crop centre, down (%)", 0, 100, 45, key="up_cy") / 100
-    cx = z2.slider("Crop centre, across (%)", 0, 100, 50, key="up_cx") / 100
-    csize = z3.slider("Crop size (input px)", 3, 32, 10, key="up_csize")
+    cy = z1.slider("Crop centre, down (%)", 0, 100, 42, key="up_cy") / 100
+    cx = z2.slider("Crop centre, across (%)", 0, 100, 33, key="up_cx") / 100
+    csize = z3.slider("Crop size (input px)", 3, 32, 8, key="up_csize")
     crop = view.crop_around((H, W), cy, cx, csize)
-    sy, sx = Ho / H, Wo / W
-    ocrop = view.Crop(int(crop.top * sy), int(crop.left * sx), max(1, round(crop.h * sy)), max(1, round(crop.w * sx)))
-    cell = view.cell_for((crop.h, crop.w), 300)
+    cell = view.cell_for((crop.h, crop.w), 240)
     in_zoom = view.grid_image(view.crop_tensor(x, crop), cell)
-    out_crop = view.crop_tensor(up.output, ocrop)
-    ocell = max(1, round(cell / max(sy, sx))) if max(sy, sx) > 0 else cell
-    out_zoom = view.grid_image(out_crop, ocell)
-    g1, g2, g3 = st.columns(3)
-    g1.image(in_zoom, caption=f"Input crop: rows {crop.top}..{crop.top + crop.h - 1}, columns "
-             f"{crop.left}..{crop.left + crop.w - 1} of the {H}×{W} input ({cell} px per pixel).")
-    g2.image(out_zoom, caption=f"{mode}{' (align_corners=True)' if up.align_corners else ''}: the same area of the "
-             f"{Ho}×{Wo} output, {out_crop.shape[1]}×{out_crop.shape[2]} px, drawn at the same physical scale "
-             f"({ocell} px per output pixel).")
+    compare = "bilinear" if mode == "nearest" else "nearest"
+    try:
+        other, _ = _upsample(digest, compare, factor, size, False, x)
+    except OpError:
+        other = None
+    g = st.columns(4)
+    g[0].image(in_zoom, caption=f"Input crop: rows {crop.top}..{crop.top + crop.h - 1}, columns "
+               f"{crop.left}..{crop.left + crop.w - 1} of the {H}×{W} input ({cell} px per pixel).")
+    for col, res_ in ((g[1], up), (g[2], other)):
+        if res_ is None:
+            continue
+        zoom, n_px, ocell = view.zoom_same_area(res_.output, (H, W), crop, cell)
+        tag = res_.mode + (" (align_corners=True)" if res_.align_corners else "")
+        col.image(zoom, caption=f"{tag}: the same area of the {Ho}×{Wo} output ({n_px[0]}×{n_px[1]} px), "
+                  f"at the same physical size ({ocell:g} px per output pixel)"
+                  + (" — for comparison." if res_ is other else "."))
     # transposed conv for comparison
     t_factor = factor if factor is not None and float(factor).is_integer() and factor >= 1 else None
+    tr = None
     if t_factor is None:
-        g3.info("The transposed convolution upsamples by a whole factor: pick a scale factor of 1, 2, 3, 4, 6 "
-                "or 8 to compare it.", icon=":material/info:")
-        tr = None
+        g[3].info("The transposed convolution upsamples by a whole factor: pick a scale factor of 1, 2, 3, 4, 6 "
+                  "or 8 to compare it.", icon=":material/info:")
     else:
-        tr, t_mse, t_max, t_border = _transposed(digest, int(t_factor), x)
-        tcrop = view.Crop(crop.top * tr.factor, crop.left * tr.factor, crop.h * tr.factor, crop.w * tr.factor)
-        g3.image(view.grid_image(view.crop_tensor(tr.output, tcrop), max(1, round(cell / tr.factor))),
-                 caption=f"Transposed conv with fixed bilinear weights: the same area of its "
-                         f"{tr.out_shape[2]}×{tr.out_shape[3]} output.")
+        try:
+            tr, t_mse, t_max = _transposed(digest, int(t_factor), x)
+        except OpError as exc:
+            g[3].warning(str(exc))
+        else:
+            zoom, n_px, ocell = view.zoom_same_area(tr.output, (H, W), crop, cell)
+            g[3].image(zoom, caption=f"Transposed conv ×{tr.factor} with fixed bilinear weights: the same area of "
+                       f"its {tr.out_shape[2]}×{tr.out_shape[3]} output.")
     st.caption("Nearest copies each input pixel into a block of identical output pixels; bilinear and bicubic "
                "blend neighbours into smooth ramps (bicubic can overshoot, clamped to [0, 1] here); area "
                "averages, so when enlarging it behaves like nearest.")
@@ -220,6 +229,12 @@ def _pool_tab() -> None:
             f"({len(pts)} winners here; a bigger dot won several overlapping windows)"
             + (", yellow boxes the pooling windows." if boxes else
                ". Windows overlap (stride < window span), so they aren't outlined.")))
+        if not adaptive:
+            oc = view.windows_in_crop((Po, Qo), wcrop, stride, padding)
+            v2.image(view.grid_image(view.crop_tensor(pr.output[wch:wch + 1], oc), wcell * stride),
+                     caption=f"The pooled output for the windows starting in this crop (rows {oc.top}..{oc.top + oc.h - 1}, "
+                             f"columns {oc.left}..{oc.left + oc.w - 1}): each cell is its window's winning value, drawn "
+                             f"{stride}× bigger so it lines up with the input.", width=min(360, oc.w * wcell * stride))
         v2.markdown(
             "Max pooling passes on only the largest value of each window. `return_indices=True` also returns "
             "*where* it was (a flat index into H·W per channel), which `MaxUnpool2d` uses to put values back "

@@ -207,9 +207,11 @@ class WorkedPixel:
 
     @property
     def text(self) -> str:
-        return (f"y = γ·(x − μ)/√(σ² + ε) + β = {self.gamma:.4f}·({self.x:.4f} − {self.mean:.4f})/"
-                f"√({self.var:.6f} + {self.eps:g}) + {self.beta:.4f} = {self.gamma:.4f}·{self.normalised:.4f} "
-                f"+ {self.beta:.4f} = {self.y:.6f}")
+        """The formula with the numbers, one step per line."""
+        return (f"y = γ·(x − μ)/√(σ² + ε) + β\n"
+                f"  = {self.gamma:.4f}·({self.x:.6f} − {self.mean:.6f})/√({self.var:.6f} + {self.eps:g}) + {self.beta:.4f}\n"
+                f"  = {self.gamma:.4f}·{self.normalised:.6f} + {self.beta:.4f}\n"
+                f"  = {self.y:.6f}")
 
 
 def worked_pixel(x: torch.Tensor, result: TrainEval, n: int, c: int, h: int, w: int, mode: str = "train") -> WorkedPixel:

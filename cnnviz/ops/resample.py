@@ -17,7 +17,7 @@ from . import OpError
 
 MODES: tuple[str, ...] = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 ALIGN_CORNERS_MODES: tuple[str, ...] = ("bilinear", "bicubic")
-MAX_OUTPUT_PIXELS = 40_000_000  # per channel; beyond this the page would stall
+MAX_OUTPUT_PIXELS = 16_777_216  # per channel (4096²); beyond this the page would stall
 
 
 def uses_align_corners(mode: str) -> bool:

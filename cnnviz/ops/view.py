@@ -111,3 +111,41 @@ def image_grid(batch: torch.Tensor, cols: int = 8, cell: int = 64, gap: int = 2)
         r, c = divmod(i, cols)
         sheet[:, r * (cell + gap):r * (cell + gap) + cell, c * (cell + gap):c * (cell + gap) + cell] = small[i]
     return display.tensor_to_pil(sheet)
+
+
+def human(n: float) -> str:
+    """A count in words for big numbers: 1234 -> '1,234', 8.6e10 -> '86.3 billion'."""
+    for size, word in ((1e15, "quadrillion"), (1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if abs(n) >= size:
+            return f"{n / size:.3g} {word}"
+    return f"{n:,.0f}" if float(n).is_integer() else f"{n:,.3g}"
+
+
+def zoom_same_area(out: torch.Tensor, in_hw: tuple[int, int], crop: Crop, cell: int
+                   ) -> tuple[Image.Image, tuple[int, int], float]:
+    """The part of a resized output `out` (C, h', w') covering input crop `crop`, drawn so it has the
+    same physical size as the input crop drawn with `cell` px per pixel. Returns (image, (rows, cols), px per pixel)."""
+    sy, sx = out.shape[1] / in_hw[0], out.shape[2] / in_hw[1]
+    top, left = math.floor(crop.top * sy), math.floor(crop.left * sx)
+    h = max(1, min(out.shape[1] - top, round(crop.h * sy)))
+    w = max(1, min(out.shape[2] - left, round(crop.w * sx)))
+    part = out[:, top:top + h, left:left + w]
+    ocell = cell / max(sy, sx)
+    if ocell >= 1 and float(ocell).is_integer():
+        img = grid_image(part, int(ocell))
+    else:
+        target = (max(1, round(crop.w * cell)), max(1, round(crop.h * cell)))
+        img = display.tensor_to_pil(part).resize(target, Image.Resampling.NEAREST)
+        if ocell >= 4:
+            img = display.pixel_grid(display.tensor_to_pil(part), max(1, round(ocell)))
+    return img, (h, w), ocell
+
+
+def windows_in_crop(out_hw: tuple[int, int], crop: Crop, stride: int, padding: int) -> Crop:
+    """The output pixels of a pool/conv whose windows start inside input crop `crop`."""
+    def rng(start: int, n: int, size: int) -> tuple[int, int]:
+        lo = max(0, math.ceil((start + padding) / stride))
+        hi = min(size - 1, math.floor((start + n - 1 + padding) / stride))
+        return lo, max(lo, hi)
+    (r0, r1), (c0, c1) = rng(crop.top, crop.h, out_hw[0]), rng(crop.left, crop.w, out_hw[1])
+    return Crop(r0, c0, r1 - r0 + 1, c1 - c0 + 1)
