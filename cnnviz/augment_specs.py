@@ -64,8 +64,9 @@ class TransformSpec:
         return next(p for p in self.params if p.name == name)
 
 
-def _interp(default: str = "nearest") -> Param:
-    return Param("interpolation", "choice", default, choices=INTERPOLATIONS,
+def _interp(default: str = "nearest", choices: tuple[str, ...] = INTERPOLATIONS[:2]) -> Param:
+    """Rotations, affine and the policies resample tensors with nearest or bilinear only."""
+    return Param("interpolation", "choice", default, choices=choices,
                  help="How new pixel values are computed: nearest keeps hard edges, bilinear smooths.")
 
 
@@ -153,7 +154,7 @@ SPECS: dict[str, TransformSpec] = {s.name: s for s in [
                    Param("padding_mode", "choice", "constant", choices=PADDING_MODES,
                          help="constant = fill colour; edge/reflect/symmetric copy border pixels.")), _crop),
     TransformSpec("Resize", "Geometry", "Scale so the shorter side becomes `size` (or to exactly [h, w]).",
-                  (_size(32, "Shorter side after resizing (or [h, w])."), _interp("bilinear"),
+                  (_size(32, "Shorter side after resizing (or [h, w])."), _interp("bilinear", INTERPOLATIONS),
                    Param("antialias", "bool", True, help="Low-pass filter when shrinking (avoids aliasing).")),
                   _simple("Resize"), random=False),
     TransformSpec("CenterCrop", "Geometry", "Cut the central size x size window.",
@@ -164,7 +165,8 @@ SPECS: dict[str, TransformSpec] = {s.name: s for s in [
                    Param("scale", "pair", [0.08, 1.0], 0.01, 1.0, help="Area fraction range.", step=0.01),
                    Param("ratio", "pair", [0.75, 1.3333333333333333], 0.1, 10.0, help="Aspect-ratio range.",
                          step=0.05),
-                   _interp("bilinear"), Param("antialias", "bool", True, help="Low-pass filter when shrinking.")),
+                   _interp("bilinear", INTERPOLATIONS),
+                   Param("antialias", "bool", True, help="Low-pass filter when shrinking.")),
                   _simple("RandomResizedCrop")),
     TransformSpec("RandomAffine", "Geometry",
                   "Rotate, randomly move (translate), scale and shear in one resampling.",

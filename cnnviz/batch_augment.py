@@ -14,9 +14,11 @@ the given torch.Generator and applies the step to the whole batch at once:
 - ColorJitter with only brightness and/or contrast: per-sample factors and per-sample order, same
   blend formulas as torchvision.
 - RandomErasing: per-sample boxes (10 vectorised tries like torchvision) written with a mask.
+- RandomRotation, RandomAffine, RandomDiscreteRotation: per-sample matrices and ONE grid_sample over
+  the batch, with torchvision's own matrix, grid and fill formulas (quarter turns: torch.rot90).
 - MixUp / CutMix: torchvision's own batch transforms (one of them per batch when both are present).
 
-Anything else (rotations, affine, ResizedCrop, blur, full ColorJitter, the policies, symmetric
+Anything else (RandomResizedCrop, blur, full ColorJitter, the policies, symmetric
 padding) runs per sample through the torchvision v2 transform; those steps are listed in
 `fallback_steps`. Randomness in torchvision calls comes from the global CPU generator, which is
 temporarily re-seeded from `generator` (and restored), so results are deterministic per generator.
@@ -70,6 +72,10 @@ class BatchAugmenter:
         """x uint8 (B, C, H, W) -> float32 (B, C, H', W') in [0, 1] (or normalised); y -> y or soft (B, K)."""
         if x.ndim != 4:
             raise ValueError(f"BatchAugmenter expects a (B, C, H, W) batch, got shape {tuple(x.shape)}.")
+        for step in self.pipeline.image_steps:
+            if step.name == "Normalize" and len(step.params["mean"]) not in (1, x.shape[1]):
+                raise ValueError(f"Normalize has {len(step.params['mean'])} mean values but the images have "
+                                 f"{x.shape[1]} channel(s): give 1 or {x.shape[1]} values.")
         g = generator if generator is not None else torch.default_generator
         x = x.to(self.device, non_blocking=True)
         y = y.to(self.device, non_blocking=True)
@@ -116,6 +122,13 @@ class BatchAugmenter:
             return lambda x, g: _random_erasing(x, g, p)
         if n == "ColorJitter" and not p["saturation"] and not p["hue"]:
             return lambda x, g: _jitter_bc(x, g, p["brightness"], p["contrast"])
+        if n == "RandomRotation":
+            lo, hi = (-p["degrees"], p["degrees"]) if not isinstance(p["degrees"], list) else p["degrees"]
+            return lambda x, g: _affine(x, -_uniform(x.shape[0], g, lo, hi), None, None, None, p)
+        if n == "RandomDiscreteRotation":
+            return lambda x, g: _discrete_rotation(x, g, p)
+        if n == "RandomAffine":
+            return lambda x, g: _random_affine(x, g, p)
         return None
 
     def _fallback(self, step: Step) -> Callable:
@@ -201,6 +214,85 @@ def _random_crop(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
     bidx = torch.arange(b, device=dev)[:, None, None]
     out = x.permute(0, 2, 3, 1)[bidx, rows, cols]                            # (B, ch, cw, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _uniform(n: int, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
+    """Per-sample float64 uniforms in [lo, hi] on the generator's device (CPU for the matrices)."""
+    return (lo + (hi - lo) * torch.rand(n, generator=g, device=g.device, dtype=torch.float64)).cpu()
+
+
+def _affine(x: torch.Tensor, angle: torch.Tensor, translate: torch.Tensor | None, scale: torch.Tensor | None,
+            shear: torch.Tensor | None, p: dict) -> torch.Tensor:
+    """torchvision's affine_image (centre 0, per-sample angle/translate/scale/x-shear) on the whole batch.
+
+    Same inverse matrix (_get_inverse_affine_matrix), grid (_affine_grid) and fill handling
+    (_apply_grid_transform), vectorised over the batch with one grid_sample call.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    ft = x.dtype if x.is_floating_point() else torch.float32
+    zeros = torch.zeros(b, dtype=torch.float64)
+    rot = torch.deg2rad(angle)
+    sx = torch.deg2rad(shear) if shear is not None else zeros
+    tx, ty = (translate[:, 0], translate[:, 1]) if translate is not None else (zeros, zeros)
+    s = scale if scale is not None else torch.ones(b, dtype=torch.float64)
+    a_ = torch.cos(rot)                      # shear_y = 0, so cos(rot - sy) / cos(sy) = cos(rot)
+    b_ = -(a_ * torch.tan(sx) + torch.sin(rot))
+    c_ = torch.sin(rot)
+    d_ = torch.cos(rot) - c_ * torch.tan(sx)
+    m = torch.stack([d_ / s, -b_ / s, zeros, -c_ / s, a_ / s, zeros], 1)
+    m[:, 2] += -m[:, 0] * tx - m[:, 1] * ty
+    m[:, 5] += -m[:, 3] * tx - m[:, 4] * ty
+    theta = m.to(device=dev, dtype=ft).view(b, 2, 3)
+    base = torch.empty(1, h, w, 3, dtype=ft, device=dev)
+    base[..., 0].copy_(torch.linspace((1.0 - w) * 0.5, (w - 1.0) * 0.5, steps=w, device=dev))
+    base[..., 1].copy_(torch.linspace((1.0 - h) * 0.5, (h - 1.0) * 0.5, steps=h, device=dev).unsqueeze_(-1))
+    base[..., 2].fill_(1)
+    rescaled = theta.transpose(1, 2).div_(torch.tensor([0.5 * w, 0.5 * h], dtype=ft, device=dev))
+    grid = base.view(1, h * w, 3).expand(b, -1, -1).bmm(rescaled).view(b, h, w, 2)
+    img = x if x.is_floating_point() else x.to(ft)
+    img = torch.cat([img, torch.ones(b, 1, h, w, dtype=ft, device=dev)], 1)
+    mode = p["interpolation"]
+    out = torch.nn.functional.grid_sample(img, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    out, mask = out[:, :c], out[:, c:].expand(-1, c, -1, -1)
+    fill = torch.tensor(float(p["fill"]), dtype=ft, device=dev)
+    out = torch.where(mask < 0.5, fill, out) if mode == "nearest" else (out - fill) * mask + fill
+    return out if x.is_floating_point() else out.round_().to(x.dtype)
+
+
+def _random_affine(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
+    b, _, h, w = x.shape
+    deg = p["degrees"]
+    lo, hi = (-deg, deg) if not isinstance(deg, list) else deg
+    angle = _uniform(b, g, lo, hi)
+    translate = scale = shear = None
+    if p["translate"] is not None:
+        mx, my = float(p["translate"][0] * w), float(p["translate"][1] * h)
+        translate = torch.stack([_uniform(b, g, -mx, mx), _uniform(b, g, -my, my)], 1).round()
+    if p["scale"] is not None:
+        scale = _uniform(b, g, *p["scale"])
+    if p["shear"] is not None:
+        sh = p["shear"]
+        shear = _uniform(b, g, *((-sh, sh) if not isinstance(sh, list) else sh))
+    return _affine(x, angle, translate, scale, shear, p)
+
+
+def _discrete_rotation(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
+    """One of the listed angles per sample; quarter turns use torch.rot90 exactly like torchvision."""
+    angles = p["angles"]
+    b, _, h, w = x.shape
+    idx = _randint(len(angles), g, b, torch.device("cpu"))
+    chosen = torch.tensor(angles, dtype=torch.float64)[idx]
+    quarter = all(a % 90 == 0 and (h == w or a % 180 == 0) for a in angles)
+    if not quarter:
+        return _affine(x, -chosen, None, None, None, p)
+    k = ((chosen % 360) // 90).long().to(x.device)
+    out = x.clone()
+    for q in (1, 2, 3):
+        sel = k == q
+        if bool(sel.any()):
+            out[sel] = torch.rot90(x[sel], q, dims=(-2, -1))
+    return out
 
 
 def _blend(a: torch.Tensor, other: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:

@@ -107,6 +107,14 @@ def test_resize_centercrop_normalize_match_torchvision_per_image():
     assert torch.allclose(out, ref, atol=1e-5)
 
 
+def test_normalize_channel_mismatch_is_a_clear_error():
+    x, y = _batch(b=2, c=1, h=8, w=8)
+    with pytest.raises(ValueError, match="3 mean values but the images have 1 channel"):
+        BatchAugmenter(_pipe(("Normalize", {})), "cpu", 10)(x, y)
+    out = BatchAugmenter(_pipe(("Normalize", {"mean": [0.5], "std": [0.5]})), "cpu", 10)(x, y)[0]
+    assert torch.allclose(out, (_f(x) - 0.5) / 0.5, atol=1e-6)
+
+
 def test_grayscale_mask_and_formula():
     x, y = _batch(b=400, h=4, w=4)
     out = BatchAugmenter(_pipe(("RandomGrayscale", {"p": 0.3})), "cpu", 10)(x, y, torch.Generator().manual_seed(0))[0]
@@ -197,9 +205,65 @@ def test_every_image_step_runs_batched_or_fallback():
     ba = BatchAugmenter(p, "cpu", 10)
     out, _ = ba(x, y, torch.Generator().manual_seed(0))
     assert out.shape == (4, 3, *ba.output_size((40, 40)))
-    assert set(ba.fallback_steps) == {"RandomRotation", "RandomDiscreteRotation", "RandomResizedCrop",
-                                      "RandomAffine", "ColorJitter", "GaussianBlur", "AutoAugment",
+    assert set(ba.fallback_steps) == {"RandomResizedCrop", "ColorJitter", "GaussianBlur", "AutoAugment",
                                       "RandAugment", "TrivialAugmentWide"}
+
+
+@pytest.mark.parametrize("interp", ["nearest", "bilinear"])
+def test_fixed_rotation_and_affine_equal_torchvision_per_image(interp):
+    x, y = _batch(b=6, h=20, w=24)
+    for step in (("RandomRotation", {"degrees": [33.0, 33.0], "interpolation": interp, "fill": 9}),
+                 ("RandomAffine", {"degrees": [-20.0, -20.0], "translate": None, "scale": [1.2, 1.2],
+                                   "shear": [10.0, 10.0], "interpolation": interp, "fill": 0})):
+        p = _pipe(step)
+        ba = BatchAugmenter(p, "cpu", 10)
+        assert ba.fallback_steps == []
+        out = ba(x, y)[0]
+        t = p.build()
+        ref = torch.stack([t(xi) for xi in x])
+        assert torch.equal(out, ref), step[0]
+
+
+def test_random_rotation_and_affine_draw_per_sample():
+    x, y = _batch(b=1, h=16, w=16)
+    x = x.expand(64, -1, -1, -1).contiguous()
+    for step in (("RandomRotation", {"degrees": 30.0}),
+                 ("RandomAffine", {"degrees": 0.0, "translate": [0.2, 0.2], "scale": None})):
+        out = BatchAugmenter(_pipe(step), "cpu", 10)(x, y.expand(64), torch.Generator().manual_seed(0))[0]
+        distinct = {tuple(_u8(o).flatten().tolist()) for o in out}
+        assert len(distinct) > 30, step[0]
+    # pure translation by whole pixels: every output is a shifted copy (checked against torch.roll + zero fill)
+    out = _u8(BatchAugmenter(_pipe(("RandomAffine", {"degrees": 0.0, "translate": [0.25, 0.25], "scale": None})),
+                             "cpu", 10)(x, y.expand(64), torch.Generator().manual_seed(1))[0])
+    for o in out[:16]:
+        found = False
+        for dy in range(-4, 5):
+            for dx in range(-4, 5):
+                ref = torch.zeros_like(x[0])
+                ys, xs = slice(max(dy, 0), 16 + min(dy, 0)), slice(max(dx, 0), 16 + min(dx, 0))
+                ys0, xs0 = slice(max(-dy, 0), 16 + min(-dy, 0)), slice(max(-dx, 0), 16 + min(-dx, 0))
+                ref[:, ys, xs] = x[0][:, ys0, xs0]
+                found = found or torch.equal(o, ref)
+        assert found
+
+
+def test_discrete_rotation_quarter_turns_exact_and_uniform():
+    x, y = _batch(b=1, h=8, w=8)
+    x = x.expand(300, -1, -1, -1).contiguous()
+    out = _u8(BatchAugmenter(_pipe(("RandomDiscreteRotation", {"angles": [90, 180, 270]})), "cpu", 10)(
+        x, y.expand(300), torch.Generator().manual_seed(0))[0])
+    ks = []
+    for o in out:
+        m = [k for k in (1, 2, 3) if torch.equal(o, torch.rot90(x[0], k, dims=(1, 2)))]
+        assert len(m) == 1
+        ks.append(m[0])
+    counts = torch.bincount(torch.tensor(ks), minlength=4)[1:]
+    assert int(counts.min()) > 70                      # ~100 each
+    odd = _pipe(("RandomDiscreteRotation", {"angles": [45, -45]}))
+    a = BatchAugmenter(odd, "cpu", 10)(x[:20], y.expand(20), torch.Generator().manual_seed(0))[0]
+    r45 = _u8(TF.rotate(x[0], 45.0) .float() / 255)
+    rm45 = _u8(TF.rotate(x[0], -45.0).float() / 255)
+    assert all(torch.equal(_u8(o), r45) or torch.equal(_u8(o), rm45) for o in a)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here; the same code runs on CPU above")
