@@ -1,6 +1,206 @@
-"""Placeholder while the page is being built."""
+"""Architectures: any model layer by layer, the classics side by side, and their ideas worked through."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-st.title("architectures")
-st.info("This page is being built.")
+from ui.image_state import current_image, current_label
+from ui.layout import page_header, user_error
+
+page_header(
+    "Architectures",
+    "Every network here is a stack of the same few operations. Pick a model and an input size to see "
+    "each layer's output shape, parameters and FLOPs, measured by running it once; compare the classic "
+    "ImageNet networks side by side; and check the idea each one introduced with real numbers.",
+)
+
+import torch  # noqa: E402  (after the header has painted)
+
+from cnnviz import display, ideas, models  # noqa: E402
+from cnnviz.summary import Summary, profile_figure, summarize  # noqa: E402
+
+FLOP_NOTE = ("FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`, which counts one "
+             "multiply-add as **2 FLOPs**; MACs (multiply-accumulates) = FLOPs / 2. Only convolutions and "
+             "matrix products are counted; ReLU, BatchNorm, pooling and additions add a little more.")
+COMPARE = ["lenet5", "alexnet", "vgg16", "googlenet", "resnet18", "resnet50"]
+
+
+def _fmt(n: float) -> str:
+    for unit, k in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= k:
+            return f"{n / k:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+@st.cache_data(show_spinner=False, max_entries=24)
+def _summary(name: str, size: int, channels: int, classes: int) -> Summary:
+    torch.manual_seed(0)
+    model = models.create(name, num_classes=classes, in_channels=channels)
+    return summarize(model, (channels, size, size))
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _compare() -> list[dict]:
+    rows = []
+    for name in COMPARE:
+        info = models.info(name)
+        # The meta device runs the real forward code on shapes only: same counts, no arithmetic.
+        with torch.device("meta"):
+            model = models.create(name, num_classes=1000 if info.input_size == 224 else 10)
+        s = summarize(model, (3, info.input_size, info.input_size), device="meta")
+        rows.append({"model": name, "year": info.year, "depth": info.depth,
+                     "input": f"{info.in_channels}x{info.input_size}x{info.input_size}",
+                     "parameters": s.total_params, "GFLOPs": s.total_flops / 1e9, "idea": info.idea})
+    return rows
+
+
+tab_layers, tab_compare, tab_ideas = st.tabs(["Layer by layer", "The classics side by side", "The ideas, worked"])
+
+# ---- layer by layer ------------------------------------------------------------------------
+with tab_layers:
+    c1, c2, c3, c4 = st.columns([1.4, 1, 1, 1])
+    name = c1.selectbox("Model", models.names(), key="arch_model",
+                        format_func=lambda n: f"{n} ({models.info(n).family}, {models.info(n).year})")
+    info = models.info(name)
+    size = c2.number_input("Input size (px)", min_value=8, max_value=512, value=info.input_size, step=8,
+                           key=f"arch_size_{name}", help=f"{name} expects {info.input_size} px.")
+    channels = c3.number_input("Input channels", min_value=1, max_value=4, value=info.in_channels,
+                               key=f"arch_channels_{name}")
+    classes = c4.number_input("Classes", min_value=1, max_value=1000, value=1000 if info.input_size == 224 else 10,
+                              key=f"arch_classes_{name}")
+    st.caption(f"**{name}**: {info.description} *Idea:* {info.idea}")
+    summ = None
+    try:
+        with st.spinner(f"Building {name} and running one {channels}x{size}x{size} input through it..."):
+            summ = _summary(name, int(size), int(channels), int(classes))
+    except RuntimeError as exc:
+        user_error(f"{name} cannot take a {channels}x{size}x{size} input: {str(exc).splitlines()[0][:200]}. "
+                   f"It expects {info.in_channels}x{info.input_size}x{info.input_size}.")
+    if summ is not None:
+        m1, m2, m3, m4, m5 = st.columns(5)
+        m1.metric("Parameters", f"{summ.total_params:,}")
+        m2.metric("FLOPs", _fmt(summ.total_flops), help=FLOP_NOTE)
+        m3.metric("MACs", _fmt(summ.total_macs), help="multiply-accumulates = FLOPs / 2")
+        m4.metric("Weights (float32)", f"{summ.param_bytes / 2**20:.1f} MB")
+        m5.metric("Layers listed", len(summ.rows))
+        st.caption(FLOP_NOTE)
+        left, right = st.columns([1.25, 1])
+        with left:
+            df = pd.DataFrame(summ.records())[["name", "type", "output_shape", "params", "flops", "macs"]]
+            st.dataframe(
+                df, hide_index=True, height=420, key="arch_table",
+                column_config={
+                    "name": st.column_config.TextColumn("layer"),
+                    "output_shape": st.column_config.TextColumn("output (C x H x W)"),
+                    "params": st.column_config.NumberColumn("parameters", format="localized"),
+                    "flops": st.column_config.NumberColumn("FLOPs", format="localized"),
+                    "macs": st.column_config.NumberColumn("MACs", format="localized"),
+                },
+            )
+            st.caption(f"Every leaf layer of {name} in the order the forward pass calls it, for a batch of one "
+                       f"{channels}x{size}x{size} input (output {' x '.join(map(str, summ.output_shape[1:]))}). "
+                       "A module used twice (e.g. torchvision's shared ReLU) appears again, its parameters "
+                       f"counted once: the column sums to {summ.total_params:,}.")
+        with right:
+            st.plotly_chart(profile_figure(summ), width="stretch", key="arch_profile")
+            st.caption("How the picture changes with depth: the spatial size (left axis, teal) shrinks at "
+                       "every stride or pooling while the channel count (right axis, red) grows: "
+                       "fewer positions, more kinds of feature.")
+
+# ---- side by side -------------------------------------------------------------------------
+with tab_compare:
+    st.markdown("The tutorial's classic networks. Year, depth and idea are known up front; parameters and "
+                "FLOPs are measured by building each model, which takes a few seconds, so it happens "
+                "only when you ask.")
+    if st.button("Build the six models and measure them", key="arch_compare_btn", icon=":material/calculate:"):
+        st.session_state["arch_compare_on"] = True
+    if st.session_state.get("arch_compare_on"):
+        with st.spinner("Building LeNet5, AlexNet, VGG-16, GoogLeNet, ResNet-18 and ResNet-50..."):
+            rows = _compare()
+        df = pd.DataFrame(rows)
+        st.dataframe(df, hide_index=True, key="arch_compare_table", column_config={
+            "parameters": st.column_config.NumberColumn("parameters", format="localized"),
+            "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.2f"),
+            "idea": st.column_config.TextColumn("the idea it introduced", width="large"),
+        })
+        st.caption("Parameters and FLOPs (1 multiply-add = 2 FLOPs) for one image at each model's own input "
+                   "size, ImageNet models with 1000 classes, LeNet5 with 10. Depth counts weight layers on the "
+                   "longest path, as the papers do (the tutorial's LeNet5 has 4). Measured by FlopCounterMode "
+                   "on a shape-only (`meta` device) forward of the real models.")
+        import plotly.graph_objects as go
+
+        fig = go.Figure(go.Scatter(
+            x=[r["parameters"] / 1e6 for r in rows], y=[r["GFLOPs"] for r in rows], text=[r["model"] for r in rows],
+            mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"}))
+        fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                          xaxis={"title": "parameters (millions, log)", "type": "log"},
+                          yaxis={"title": "GFLOPs per image (log)", "type": "log"})
+        st.plotly_chart(fig, width="stretch", key="arch_compare_fig")
+        st.caption("Size vs cost: VGG-16 has the most of both; GoogLeNet and ResNet-50 buy depth with 1x1 "
+                   "convolutions, so they cost far fewer parameters per layer.")
+    else:
+        st.dataframe(pd.DataFrame([{"model": n, "year": models.info(n).year, "depth": models.info(n).depth,
+                                    "idea": models.info(n).idea} for n in COMPARE]),
+                     hide_index=True, key="arch_compare_static",
+                     column_config={"idea": st.column_config.TextColumn("the idea it introduced", width="large")})
+        st.caption("Year, depth (weight layers) and the idea each network introduced. Press the button for "
+                   "parameters and FLOPs.")
+
+# ---- the ideas ----------------------------------------------------------------------------
+with tab_ideas:
+    st.subheader("Stacked 3x3 kernels vs one larger kernel (VGG)")
+    c = st.number_input("Channels C (in = out)", min_value=1, max_value=1024, value=64, key="arch_idea_c")
+    comps = [ideas.stacked_vs_single(int(c), 2), ideas.stacked_vs_single(int(c), 3)]
+    st.dataframe(pd.DataFrame([{
+        "compare": f"{k.n_stacked} x (3x3)  vs  1 x ({k.big_kernel}x{k.big_kernel})",
+        "receptive field": f"{k.rf_stacked} px vs {k.rf_big} px",
+        "weights": f"{k.n_stacked}*9*C^2 = {k.weights_stacked:,}  vs  {k.big_kernel ** 2}*C^2 = {k.weights_big:,}",
+        "saving": f"{1 - k.weights_stacked / k.weights_big:.0%}",
+        "ReLUs in between": f"{k.nonlinearities_stacked} vs 0",
+    } for k in comps]), hide_index=True, key="arch_idea_kernels")
+    st.caption(f"Measured on real layers with C = {c}: the same receptive field for 28% fewer weights (5x5) or "
+               "45% fewer (7x7), and extra non-linearities in between. The tutorial's line \"3x3 better than "
+               "3x3\" is a slip: it means stacked 3x3 kernels beat one larger (5x5 or 7x7) kernel.")
+
+    st.subheader("A 1x1 convolution changes the channel count")
+    a, b = st.columns(2)
+    c_in = a.number_input("C in", 1, 2048, 256, key="arch_idea_cin")
+    c_out = b.number_input("C out", 1, 2048, 64, key="arch_idea_cout")
+    o = ideas.one_by_one(int(c_in), int(c_out), 28)
+    st.markdown(f"`{tuple(o.in_shape)}` → **1x1 conv** → `{tuple(o.out_shape)}`: {o.c_in}x{o.c_out} weights + "
+                f"{o.c_out} biases = **{o.params:,} parameters**, {_fmt(o.flops)}FLOPs on a 28x28 map. Spatial "
+                "size is untouched; each output pixel mixes the C_in values at the same position. GoogLeNet "
+                "and ResNet-50 put one before every expensive 3x3/5x5 conv to cut its input channels.")
+
+    st.subheader("An Inception block: parallel branches, concatenated (GoogLeNet)")
+    inc = ideas.inception_block(28)
+    st.dataframe(pd.DataFrame([{"branch": n, "what it does": what, "output": " x ".join(map(str, shp[1:])),
+                                "parameters": p} for n, what, shp, p in inc.branches]
+                              + [{"branch": "concat", "what it does": "stack the four outputs along channels",
+                                  "output": " x ".join(map(str, inc.out_shape[1:])), "parameters": inc.params}]),
+                 hide_index=True, key="arch_idea_inception",
+                 column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    st.caption(f"torchvision's GoogLeNet block 3a on a {' x '.join(map(str, inc.in_shape[1:]))} input: four "
+               "branches see the same input with different kernel sizes, keep the spatial size, and their "
+               f"channels add up: 64 + 128 + 32 + 32 = {inc.out_shape[1]}. Checked: concatenating the branches "
+               "equals the block's output.")
+
+    st.subheader("A residual block: x, F(x) and F(x) + x (ResNet)")
+    im = current_image()
+    seed = st.number_input("Seed for the block's random weights", 0, 9999, 0, key="arch_idea_seed")
+    small = im.copy()
+    small.thumbnail((128, 128))
+    res = ideas.residual_maps(display.pil_to_tensor(small), int(seed))
+    lim = float(max(res.fx.abs().max(), res.sum.abs().max()))
+    cols = st.columns(4)
+    pics = [("x (the input)", display.upscale_nearest(small, 200)),
+            ("F(x), channel mean", display.upscale_nearest(display.signed_heatmap(res.fx.mean(0), lim), 200)),
+            ("F(x) + x, channel mean", display.upscale_nearest(display.signed_heatmap(res.sum.mean(0), lim), 200)),
+            ("relu(F(x) + x): the output", display.upscale_nearest(display.signed_heatmap(res.out.mean(0), lim), 200))]
+    for col, (title, pic) in zip(cols, pics):
+        col.image(pic, caption=title, width="stretch")
+    st.caption(f"The tutorial's ResBlk (3 -> 3 channels, so the shortcut is x itself; {res.params} parameters, "
+               f"seed {seed}) on {current_label()} ({small.width}x{small.height}). Blue < 0 < red, one scale "
+               f"(±{lim:.2f}) for all three maps. The block only has to learn the change F(x); the image "
+               "passes through the shortcut untouched, which is why very deep ResNets still train.")
