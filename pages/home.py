@@ -5,6 +5,7 @@ on a cold start), so the page paints at once; device and versions fill in after.
 """
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from ui.layout import page_header
 from ui.nav import PAGES
@@ -27,7 +28,10 @@ for col, (section, pages) in zip(st.columns(len(sections)), sections.items()):
         st.markdown(f"#### {section}")
         for p in pages:
             with st.container(border=True):
-                st.page_link(p.path, label=f"**{p.title}**", icon=p.icon)
+                try:
+                    st.page_link(p.path, label=f"**{p.title}**", icon=p.icon)
+                except StreamlitAPIException:  # run on its own (no st.navigation): no link target
+                    st.markdown(f"**{p.title}**")
                 st.caption(p.blurb)
 
 st.markdown("#### Running on")
