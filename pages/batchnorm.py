@@ -72,7 +72,7 @@ except OpError as exc:
     st.stop()
 N = batch.shape[0]
 st.image(sheet, caption=(
-    f"The batch: {N} images of {size}×{size} ({len(ims)} image{'s' if len(ims) > 1 else ''} × "
+    f"The batch: {N} image{'s' if N > 1 else ''} of {size}×{size} ({len(ims)} image{'s' if len(ims) > 1 else ''} × "
     f"(1 resized + {crops} crops)), first one {label}. Tensor {tuple(batch.shape)} → "
     f"nn.Conv2d(3, {channels}, 3, padding=1), seeded with {seed} → features {tuple(feats.shape)}, "
     "BatchNorm's input."))

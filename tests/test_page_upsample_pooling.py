@@ -1,0 +1,69 @@
+"""AppTest: the Upsample & pooling page renders with the default image and its controls change the output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "upsample_pooling.py")
+
+
+def _ok(at) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def _shapes(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**Shapes:**")]
+
+
+def test_upsample_and_pooling_controls():
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.run()
+    _ok(at)
+    im = at.session_state["cnnviz_image"]
+    w, h = im.size
+    up, pooled = _shapes(at)
+    assert f"(1,3,{h},{w}) → (1,3,{2 * h},{2 * w})" in up
+    assert f"(1,3,{h},{w}) → (1,3,{h // 2},{w // 2})" in pooled
+    crops = [i.value[0] for i in at.get("image")]
+
+    at.selectbox(key="up_mode").set_value("bicubic").run()
+    _ok(at)
+    assert "mode='bicubic'" in _shapes(at)[0]
+    assert [i.value[0] for i in at.get("image")][1] != crops[1]
+    at.checkbox(key="up_align").check().run()
+    _ok(at)
+    assert "align_corners=True" in _shapes(at)[0]
+    at.selectbox(key="up_mode").set_value("area").run()
+    _ok(at)
+    assert at.checkbox(key="up_align").disabled and "align_corners" not in _shapes(at)[0]
+    at.select_slider(key="up_scale").set_value(1.5).run()
+    _ok(at)
+    assert f"(1,3,{int(h * 1.5)},{int(w * 1.5)})" in _shapes(at)[0]
+
+    mse = at.metric[-2].value
+    at.radio(key="pool_rt_mode").set_value("max unpool").run()
+    _ok(at)
+    assert at.metric[-2].value != mse
+    at.selectbox(key="pool_kind").set_value("avg").run()
+    _ok(at)
+    assert "F.avg_pool2d" in _shapes(at)[1]
+    at.slider(key="pool_kernel").set_value(3).run()
+    at.slider(key="pool_padding").set_value(1).run()
+    _ok(at)
+    assert f"(1,3,{(h + 2 - 3) // 2 + 1},{(w + 2 - 3) // 2 + 1})" in _shapes(at)[1]
+    at.slider(key="pool_padding").set_value(2).run()
+    assert not at.exception
+    assert "padding must be at most half the kernel size" in at.error[0].value
+
+
+def test_tiny_image_says_why():
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.session_state["cnnviz_image"] = Image.new("RGB", (1, 1), (10, 200, 30))
+    at.run()
+    assert not at.exception
+    assert _shapes(at)[0].count("(1,3,2,2)") == 1  # upsampling a single pixel works
+    assert "image smaller than the window" in at.error[0].value
