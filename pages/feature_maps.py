@@ -1,6 +1,288 @@
-"""Placeholder while the page is being built."""
+"""Feature maps: what each layer of a model sees in the sidebar image; predictions and Grad-CAM."""
 
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-st.title("feature_maps")
-st.info("This page is being built.")
+from ui.image_state import current_image, current_label
+from ui.layout import page_header, user_error
+
+page_header(
+    "Feature maps",
+    "Each channel of a convolutional layer is one learned detector slid over the image; its output, the "
+    "**feature map**, lights up where that pattern is. Pick a model, its weights and a layer to see every "
+    "channel for your image, one channel large with the patch of the input it can see (its receptive "
+    "field), and, for trained weights, the top-5 predictions and a Grad-CAM map of where the evidence "
+    "for a class lies.",
+)
+
+import torch  # noqa: E402  (after the header has painted)
+
+from cnnviz import display, features, models, viewing  # noqa: E402
+from cnnviz.checkpoints import CheckpointError  # noqa: E402
+from cnnviz.device import pick_device  # noqa: E402
+from cnnviz.receptive import draw_box  # noqa: E402
+
+HANDOFF = "feature_maps_checkpoint"
+SHIPPED, RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
+    "Trained (shipped, CIFAR-10)", "Random weights", "A training run", "Upload a checkpoint",
+    "torchvision ImageNet weights", "From the Runs page")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load(key: str, kind: str, name: str, seed: int, path: str, _raw: bytes | None) -> viewing.Loaded:
+    if kind == RANDOM:
+        loaded = viewing.random_model(name, seed)
+    elif kind == TORCHVISION:
+        loaded = viewing.torchvision_model(name)
+    elif kind == UPLOAD:
+        loaded = viewing.from_checkpoint(_raw or b"", name, label=f"uploaded {path}")
+    else:
+        loaded = viewing.from_checkpoint(Path(path), name, label=Path(path).name)
+    loaded.model.to(pick_device("auto"))
+    return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _layers(key: str, _model, shape: tuple[int, ...]):
+    return features.list_layers(_model, shape)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _fmap(key: str, digest: str, layer: str, _model, _x) -> torch.Tensor:
+    return features.feature_maps(_model, _x, [layer])[layer][0].float().cpu()
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _predict(key: str, digest: str, _model, _x, _classes: tuple[str, ...]):
+    return features.predict(_model, _x, list(_classes), k=5)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
+    return features.grad_cam(_model, _x, layer, target)
+
+
+def _runs() -> list:
+    try:
+        from cnnviz import runs
+    except ImportError:
+        return []
+    try:
+        return [r for r in runs.list_runs() if r.checkpoints or r.last_checkpoint]
+    except Exception:  # a half-written run folder must not break this page
+        return []
+
+
+# ---- model and weights ---------------------------------------------------------------------
+shipped = viewing.shipped_checkpoints()
+handed = st.session_state.get(HANDOFF)
+names = models.names()
+if handed and st.session_state.get("fm_handoff_seen") != handed:
+    # A new hand-off from the Runs page: select its model and the "From the Runs page" weights once.
+    st.session_state["fm_handoff_seen"] = handed
+    try:
+        from cnnviz.checkpoints import load_checkpoint
+
+        handed_model = load_checkpoint(Path(handed)).meta.get("model")
+    except CheckpointError:
+        handed_model = None
+    if handed_model in names:
+        st.session_state["fm_model"] = handed_model
+        st.session_state[f"fm_source_{handed_model}"] = HANDED
+c1, c2, c3 = st.columns([1.1, 1.3, 1.4], gap="medium")
+default_model = next(iter(shipped), "lenet5")
+name = c1.selectbox("Model", names, index=names.index(default_model), key="fm_model",
+                    format_func=lambda n: f"{n} ({models.info(n).family}, {models.info(n).input_size} px)")
+info = models.info(name)
+
+sources = [HANDED] if handed else []
+sources += ([SHIPPED] if name in shipped else []) + [RANDOM, RUN, UPLOAD]
+if info.torchvision_name:
+    sources.append(TORCHVISION)
+with c2:
+    kind = st.radio("Weights", sources, key=f"fm_source_{name}", horizontal=False)
+kind_note = ""
+if not shipped and kind == RANDOM:
+    kind_note = ("No trained checkpoints are shipped yet (assets/checkpoints/*.safetensors): showing random "
+                 "weights, whose maps show edges and colours by chance only.")
+
+seed, path, raw = 0, "", None
+with c3:
+    if kind == HANDED:
+        path = str(handed)
+        st.info(f"Opened from the Runs page: `{Path(path).name}`", icon=":material/link:")
+        if st.button("Choose other weights", key="fm_clear_handoff"):
+            st.session_state.pop(HANDOFF, None)
+            st.rerun()
+    elif kind == SHIPPED:
+        path = str(shipped[name])
+        st.caption(f"`{Path(path).name}`, trained by cnnviz on CIFAR-10 (32x32 photos, 10 classes).")
+    elif kind == RANDOM:
+        seed = int(st.number_input("Seed", 0, 10_000, 0, key="fm_seed"))
+    elif kind == RUN:
+        runs = [r for r in _runs() if r.config.get("model", name) == name] or _runs()
+        if not runs:
+            st.info("No training run with a checkpoint yet: train one on the Train page.", icon=":material/info:")
+        else:
+            run = st.selectbox("Run", runs, key="fm_run",
+                               format_func=lambda r: f"{r.run_id} ({r.config.get('model')}, {r.status})")
+            epochs = sorted(run.checkpoints)
+            if epochs:
+                ep = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"fm_epoch_{run.run_id}") \
+                    if len(epochs) > 1 else epochs[0]
+                path = str(run.checkpoints[ep])
+            else:
+                path = str(run.last_checkpoint)
+    elif kind == UPLOAD:
+        up = st.file_uploader("Checkpoint (.safetensors, .pt, .pth)", type=["safetensors", "pt", "pth"],
+                              key="fm_upload", help="Loaded safely: safetensors, or torch.load(weights_only=True). "
+                              "Pickles that try to build Python objects are refused; nothing in the file runs.")
+        if up is not None:
+            raw = up.getvalue()
+            path = up.name
+    elif kind == TORCHVISION:
+        status = models.pretrained_status(name)
+        if status.cached:
+            st.caption(f"Found `{status.filename}` in `{status.folder}`.")
+        else:
+            st.warning(status.how_to, icon=":material/cloud_off:")
+
+loaded = None
+fallback_reason = ""
+needs_file = kind in (RUN, UPLOAD, HANDED, SHIPPED) and not path
+if kind == TORCHVISION and not models.pretrained_status(name).cached:
+    fallback_reason = "ImageNet weights not cached"
+elif needs_file:
+    fallback_reason = "no checkpoint chosen yet"
+else:
+    digest = hashlib.sha1(raw).hexdigest() if raw is not None else ""
+    mtime = Path(path).stat().st_mtime if path and raw is None and Path(path).is_file() else 0
+    key = f"{kind}|{name}|{seed}|{path}|{mtime}|{digest}"
+    try:
+        with st.spinner(f"Loading {name}..."):
+            loaded = _load(key, kind, name, seed, path, raw)
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        user_error(f"Couldn't use these weights: {exc}")
+        fallback_reason = "the weights could not be loaded"
+if loaded is None:
+    key = f"{RANDOM}|{name}|0|||"
+    loaded = _load(key, RANDOM, name, 0, "", None)
+    st.caption(f"Showing {name} with random weights (seed 0) while {fallback_reason}.")
+elif kind_note:
+    st.caption(kind_note)
+if loaded.name != name:
+    st.info(f"The checkpoint is for **{loaded.name}**, so that model is shown.", icon=":material/info:")
+for w in loaded.warnings:
+    st.warning(w, icon=":material/warning:")
+model_key = key
+
+# ---- the input -----------------------------------------------------------------------------
+im = current_image()
+size, ch = loaded.input_size, loaded.in_channels
+x, small = features.preprocess(im, size, loaded.mean, loaded.std, ch)
+img_digest = hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}|{size}|{ch}"
+layers = _layers(f"{model_key}|{size}|{ch}", loaded.model, (ch, size, size))
+by_name = {li.name: li for li in layers}
+
+st.caption(f"**{loaded.name}** with {loaded.source}; input: {current_label()} centre-cropped and resized to "
+           f"{ch}x{size}x{size}, normalised with mean {tuple(round(v, 3) for v in loaded.mean)} and std "
+           f"{tuple(round(v, 3) for v in loaded.std)}.")
+
+# ---- layer and channels ----------------------------------------------------------------------
+spatial = [li for li in layers if len(li.shape) == 4]
+default_layer = next((li.name for li in layers if li.type == "Conv2d"), layers[0].name)
+l1, l2, l3, l4 = st.columns([2.2, 1, 1, 1.2], gap="medium")
+layer = l1.selectbox(
+    f"Layer ({len(layers)} in forward order)", [li.name for li in layers],
+    index=[li.name for li in layers].index(default_layer), key=f"fm_layer_{loaded.name}",
+    format_func=lambda n: f"{'  ' * (by_name[n].depth - 1)}{n} · {by_name[n].type} · "
+                          f"{' x '.join(map(str, by_name[n].shape[1:])) or '-'}")
+li = by_name[layer]
+fmap = _fmap(model_key, img_digest, layer, loaded.model, x)
+
+if fmap.dim() == 3:
+    C, H, W = fmap.shape
+    order = l2.radio("Order", ["strongest first", "index"], key="fm_order")
+    scale = l3.radio("Colour scale", ["per channel", "shared"], key="fm_scale")
+    top_k = l4.slider("Channels shown", 1, C, min(C, 32), key=f"fm_topk_{C}")
+    chans = features.channel_order(fmap, "mean" if order == "strongest first" else "index", top_k)
+    grid = features.channel_grid(fmap, chans, shared=scale == "shared", tile=64 if H <= 64 else H)
+    left, right = st.columns([1.5, 1], gap="large")
+    with left:
+        st.image(grid.image, width="stretch")
+        rng = (f"one shared scale from {grid.vmin:.3g} (dark purple) to {grid.vmax:.3g} (yellow)" if grid.shared
+               else "each tile scaled to its own min (dark purple) and max (yellow)")
+        st.caption(f"{len(chans)} of the {C} channels of `{layer}` ({li.type}, {H}x{W} each), "
+                   f"{'sorted by mean activation, strongest first' if order == 'strongest first' else 'in index order'}"
+                   f", row by row: channel numbers {', '.join(map(str, chans[:8]))}{'…' if len(chans) > 8 else ''}; "
+                   f"{rng}.")
+    with right:
+        means = fmap.mean(dim=(1, 2))
+        pick = st.selectbox("Channel to look at", chans, key=f"fm_channel_{layer}",
+                            format_func=lambda c: f"channel {c} (mean {float(means[c]):.3g}, "
+                                                  f"max {float(fmap[c].max()):.3g})")
+        big = features.channel_picture(fmap[pick], 320)
+        ov = display.overlay(small.resize((320, 320)), display.heatmap(fmap[pick]), 0.55)
+        a, b = st.columns(2)
+        a.image(big, caption=f"channel {pick}, {H}x{W} (viridis, own range)", width="stretch")
+        b.image(ov, caption="the same map over the input", width="stretch")
+        rf = li.rf
+        if rf is not None and not rf.whole:
+            r1, r2 = st.columns(2)
+            row = r1.slider("Cell row", 0, H - 1, H // 2, key=f"fm_row_{H}")
+            col = r2.slider("Cell column", 0, W - 1, W // 2, key=f"fm_col_{W}")
+            boxed = draw_box(small.resize((320, 320), 0), rf.box(row, col), (size, size))
+            st.image(boxed, width="stretch")
+            st.caption(f"Receptive field of cell ({row}, {col}) of `{layer}`: {rf.size[0]:.0f}x{rf.size[1]:.0f} "
+                       f"input pixels, neighbouring cells {rf.jump[0]:.0f} px apart (the total stride), computed "
+                       f"through every conv and pooling before it (branches and shortcuts included). The box "
+                       f"is clipped to the {size}x{size} input.")
+else:
+    vals = fmap.flatten()
+    st.info(f"`{layer}` outputs a vector of {vals.numel()} values (no spatial map): its cells see the whole image.",
+            icon=":material/info:")
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(y=vals[:512].tolist(), marker_color="#21918c"))
+    fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "unit"}, yaxis={"title": "value"})
+    st.plotly_chart(fig, width="stretch", key="fm_vector")
+    st.caption(f"The first {min(512, vals.numel())} of the {vals.numel()} output values of `{layer}`.")
+
+# ---- predictions and Grad-CAM ------------------------------------------------------------------
+st.subheader("Predictions and Grad-CAM")
+if not loaded.trained:
+    st.info("These are random weights: predictions and Grad-CAM would mean nothing. Choose trained weights "
+            "(shipped, a training run, an upload or cached torchvision weights) to see them.",
+            icon=":material/info:")
+elif not spatial:
+    st.info("This model has no spatial layer for Grad-CAM.")
+else:
+    top = _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
+    p1, p2, p3 = st.columns([1, 1, 1.2], gap="large")
+    with p1:
+        st.dataframe(pd.DataFrame([{"class": n, "probability": p} for _, n, p in top]), hide_index=True,
+                     key="fm_top5", column_config={"probability": st.column_config.ProgressColumn(
+                         "probability", format="percent", min_value=0.0, max_value=1.0)})
+        st.caption(f"Top-5 of {len(loaded.classes)} classes for {current_label()}"
+                   + (" (a CIFAR-10 model sees a 32x32 thumbnail: expect low confidence on photos that "
+                      "aren't one of its classes)." if size == 32 else "."))
+    cam_default = features.last_spatial_layer(layers) or spatial[-1].name
+    spatial_names = [s.name for s in spatial]
+    with p3:
+        target = st.selectbox("Explain class", list(range(len(loaded.classes))), index=top[0][0],
+                              key=f"fm_cam_class_{loaded.name}", format_func=lambda i: loaded.classes[i])
+        cam_layer = st.selectbox("Grad-CAM layer", spatial_names, index=spatial_names.index(cam_default),
+                                 key=f"fm_cam_layer_{loaded.name}")
+    with st.spinner("Grad-CAM..."):
+        cam = _cam(model_key, img_digest, cam_layer, int(target), loaded.model, x)
+    with p2:
+        st.image(features.cam_overlay(small.resize((320, 320)), cam.cam, 0.5), width="stretch")
+        st.caption(f"Grad-CAM for **{loaded.classes[cam.target]}** (p = {float(cam.probs[cam.target]):.1%}) at "
+                   f"`{cam_layer}`: the layer's channels weighted by how much the class score rises with each "
+                   "(mean gradient), summed, kept where positive, scaled 0 (purple) to 1 (yellow), over the input.")
