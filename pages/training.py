@@ -364,10 +364,10 @@ if not all_jobs:
 st.caption(f"{len(live_jobs)} training now, {len(all_jobs) - len(live_jobs)} ended. Live views refresh every "
            f"{POLL_S:g} s from the run's in-memory snapshot; a refreshed or reopened page reattaches here.")
 for job in live_jobs:
-    with st.container(border=True):
+    with st.container(border=True, key=f"train_run_{job.run_id}"):
         _live_run(job.run_id)
 for job in ended:
-    with st.container(border=True):
+    with st.container(border=True, key=f"train_run_{job.run_id}"):
         snap = job.snapshot()
         _draw_run(snap, live=False)
         _actions(snap, live=False)

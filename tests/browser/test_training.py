@@ -1,0 +1,99 @@
+"""Real-browser test of the Train page: a one-epoch shapes run streams its chart to the end,
+and a second run stops from its Stop button. Headless Debian chromium, `streamlit run app.py`."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .server import exceptions, goto_via_sidebar, main_text, wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def _set_number(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")  # commit without submitting the form
+
+
+def _loss_caption(page, rid: str) -> str:
+    """The loss chart's caption of run `rid` ('... N steps logged, last X.')."""
+    box = page.locator(f".st-key-train_run_{rid}")
+    caps = box.locator('[data-testid="stCaptionContainer"]').filter(has_text="steps logged")
+    return caps.first.inner_text() if caps.count() else ""
+
+
+def _start(page, known: set[str]) -> str:
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ids = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", main_text(page))) - known
+        if ids:
+            return ids.pop()
+        time.sleep(0.3)
+    pytest.fail("no run appeared after Start")
+
+
+def _status(page, rid: str) -> str:
+    m = re.search(re.escape(rid) + r"\s*·\s*(\w+)", main_text(page))
+    return m.group(1) if m else ""
+
+
+def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts):
+    page = app_page
+    goto_via_sidebar(page, app_url, "train")
+    assert not exceptions(page)
+    text = main_text(page)
+    assert "New run" in text and "Start training" in text
+    assert not re.search(r"\d{8}-\d{6}-lenet5-shapes", text), "a run started before Start was pressed"
+
+    # run 1: LeNet5 on shapes, one epoch, batch 16 (so it lasts a few seconds)
+    _set_number(page, "Epochs", 1)
+    slider = page.get_by_role("slider").filter(has=page.locator("xpath=.")).nth(1)  # lr=0, batch=1
+    slider.focus()
+    for _ in range(3):  # 128 -> 64 -> 32 -> 16
+        slider.press("ArrowLeft")
+    known = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", main_text(page)))
+    rid = _start(page, known)
+    seen: list[str] = []
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        cap = _loss_caption(page, rid)
+        if cap and (not seen or cap != seen[-1]):
+            seen.append(cap)
+        if _status(page, rid) == "finished":
+            break
+        time.sleep(0.25)
+    assert _status(page, rid) == "finished", main_text(page)[-2000:]
+    page.wait_for_timeout(1500)
+    final = _loss_caption(page, rid)
+    steps = [int(m.group(1)) for m in (re.search(r"(\d+) steps logged", c) for c in seen + [final]) if m]
+    assert len(set(steps)) >= 2 and steps[-1] > steps[0], f"the loss chart never changed: {seen} {final}"
+    box = page.locator(f".st-key-train_run_{rid}")
+    assert box.locator('[data-testid="stPlotlyChart"]').count() == 3
+    assert "test" in box.inner_text() and "%" in box.inner_text()
+    assert not exceptions(page)
+    page.screenshot(path=str(artifacts / "browser-train-finished.png"), full_page=True)
+
+    # run 2: many epochs, then Stop
+    _set_number(page, "Epochs", 200)
+    rid2 = _start(page, known | {rid})
+    deadline = time.time() + 120
+    while time.time() < deadline and _status(page, rid2) != "running":
+        time.sleep(0.3)
+    assert _status(page, rid2) == "running"
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(artifacts / "browser-train-running.png"), full_page=True)
+    box2 = page.locator(f".st-key-train_run_{rid2}")
+    box2.get_by_role("button", name=re.compile("Stop")).click()
+    deadline = time.time() + 60
+    while time.time() < deadline and _status(page, rid2) != "stopped":
+        time.sleep(0.3)
+    assert _status(page, rid2) == "stopped", main_text(page)[-2000:]
+    wait_idle(page)
+    assert _status(page, rid) == "finished"  # both runs visible
+    assert not exceptions(page)
+    page.screenshot(path=str(artifacts / "browser-train-stopped.png"), full_page=True)
