@@ -118,11 +118,15 @@ def convolve(
     check(h, w, k, stride, padding, padding_mode, dilation)
     weight = kernel.to(src.dtype).to(src.device).expand(c, 1, k, k)
     b = torch.full((c,), float(bias), dtype=src.dtype, device=src.device) if bias else None
+    inp = src[None]
+    if c > 1 and src.device.type == "cpu":
+        # PyTorch's CPU depthwise conv is 10-20x faster on channels_last tensors (oneDNN path).
+        inp = inp.contiguous(memory_format=torch.channels_last)
     if padding_mode == "zeros":
-        out = F.conv2d(src[None], weight, b, stride=stride, padding=padding, dilation=dilation, groups=c)
+        out = F.conv2d(inp, weight, b, stride=stride, padding=padding, dilation=dilation, groups=c)
     else:
-        out = F.conv2d(_pad(src[None], padding, padding_mode), weight, b, stride=stride, dilation=dilation, groups=c)
-    return ConvResult(src, out[0], weight, float(bias), stride, padding, padding_mode, dilation, c)
+        out = F.conv2d(_pad(inp, padding, padding_mode), weight, b, stride=stride, dilation=dilation, groups=c)
+    return ConvResult(src, out[0].contiguous(), weight, float(bias), stride, padding, padding_mode, dilation, c)
 
 
 @dataclass

@@ -107,5 +107,8 @@ def transposed_upsample(x: torch.Tensor, factor: int) -> TransposedResult:
     kern = bilinear_kernel(f)
     pad = math.ceil((f - 1) / 2)
     weight = kern.to(x.dtype).expand(c, 1, *kern.shape)
-    out = F.conv_transpose2d(x[None], weight, stride=f, padding=pad, groups=c)
-    return TransposedResult(out[0], kern, f, pad, (1, c, h, w), tuple(out.shape))
+    inp = x[None]
+    if c > 1 and x.device.type == "cpu":
+        inp = inp.contiguous(memory_format=torch.channels_last)  # ~3x faster grouped conv on CPU
+    out = F.conv_transpose2d(inp, weight, stride=f, padding=pad, groups=c)
+    return TransposedResult(out[0].contiguous(), kern, f, pad, (1, c, h, w), tuple(out.shape))

@@ -25,7 +25,7 @@ def display_scale(sizes: list[tuple[int, int]], max_w: int = 560, max_h: int = 4
     s = min(max_w / max(w, 1), max_h / max(h, 1))
     if s >= 1:
         return float(max(1, min(max_zoom, math.floor(s))))
-    return s
+    return 1.0 / math.ceil(1.0 / s)  # 1/2, 1/3, ...: shrinking is then a cheap, exact box average
 
 
 def resize_tensor(t: torch.Tensor, scale: float) -> torch.Tensor:
@@ -33,6 +33,10 @@ def resize_tensor(t: torch.Tensor, scale: float) -> torch.Tensor:
     if scale == 1:
         return t
     h, w = t.shape[-2:]
+    inv = 1.0 / scale
+    if scale < 1 and abs(inv - round(inv)) < 1e-9:
+        f = int(round(inv))  # box average over f×f blocks (a partial last block averages what it has)
+        return F.avg_pool2d(t[None].float(), f, f, ceil_mode=True, count_include_pad=False)[0]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     mode = "nearest" if scale > 1 else "area"
     return F.interpolate(t[None].float(), size=size, mode=mode)[0]
