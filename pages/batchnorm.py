@@ -190,8 +190,10 @@ st.caption("Eval mode (`layer.eval()`) on the same batch normalises with running
 s1, s2 = st.columns([1, 1.3], gap="large")
 with s1:
     st.subheader("The layer's state", divider="gray")
-    st.json(batchnorm.layer_state(layer), expanded=2)
-    st.caption("What vars(layer) holds, made readable: plain attributes (hyper-parameters and the training "
+    st.dataframe(pd.DataFrame(batchnorm.layer_state_rows(layer)), hide_index=True, key="bn_state")
+    with st.expander("The same as JSON"):
+        st.json(batchnorm.layer_state(layer), expanded=3)
+    st.caption("What vars(layer) holds, made readable (the layer is now in eval mode): plain attributes (hyper-parameters and the training "
                "flag), _parameters (learned by backprop: weight = γ, bias = β) and _buffers (updated by forward "
                "passes, saved in the state_dict, never by the optimiser).")
 with s2:

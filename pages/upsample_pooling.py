@@ -102,8 +102,8 @@ def _upsample_tab() -> None:
 
     st.subheader("Zoomed crop: replication vs blending", divider="gray")
     z1, z2, z3 = st.columns(3)
-    cy = z1.slider("Crop centre, down (%)", 0, 100, 42, key="up_cy") / 100
-    cx = z2.slider("Crop centre, across (%)", 0, 100, 33, key="up_cx") / 100
+    cy = z1.slider("Crop centre, down (%)", 0, 100, 35, key="up_cy") / 100
+    cx = z2.slider("Crop centre, across (%)", 0, 100, 37, key="up_cx") / 100
     csize = z3.slider("Crop size (input px)", 3, 32, 8, key="up_csize")
     crop = view.crop_around((H, W), cy, cx, csize)
     cell = view.cell_for((crop.h, crop.w), 240)

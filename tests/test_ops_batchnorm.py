@@ -124,3 +124,12 @@ def test_bad_settings_are_clear():
         batchnorm.train_then_eval(torch.rand(1, 2, 1, 1), batchnorm.BNSettings())
     counts, edges = batchnorm.histogram(torch.arange(10.0), bins=5)
     assert counts.tolist() == [2, 2, 2, 2, 2] and len(edges) == 6
+
+
+def test_layer_state_rows_are_readable(feats):
+    res = batchnorm.train_then_eval(feats, batchnorm.BNSettings(), passes=3)
+    rows = {r["name"]: r for r in batchnorm.layer_state_rows(res.layer)}
+    assert rows["running_mean"]["kind"] == "buffer" and rows["running_mean"]["shape"] == "(3,)"
+    assert rows["weight"]["kind"] == "parameter" and rows["weight"]["requires_grad"] == "True"
+    assert rows["num_batches_tracked"]["value"] == "3"
+    assert rows["eps"]["value"] == "1e-05"

@@ -29,7 +29,7 @@ def test_batchnorm_controls_change_output():
 
     at.slider(key="bn_gamma_0").set_value(2.0).run()
     _ok(at)
-    assert "= 2.0000·" in at.code[-1].value  # the worked pixel (channel 0) uses gamma = 2
+    assert "γ = 2.0000" in at.code[-1].value  # the worked pixel (channel 0) uses gamma = 2
     assert "— the same" in at.success[0].value
 
     at.slider(key="bn_passes").set_value(40).run()

@@ -207,11 +207,13 @@ class WorkedPixel:
 
     @property
     def text(self) -> str:
-        """The formula with the numbers, one step per line."""
-        return (f"y = γ·(x − μ)/√(σ² + ε) + β\n"
-                f"  = {self.gamma:.4f}·({self.x:.6f} − {self.mean:.6f})/√({self.var:.6f} + {self.eps:g}) + {self.beta:.4f}\n"
-                f"  = {self.gamma:.4f}·{self.normalised:.6f} + {self.beta:.4f}\n"
-                f"  = {self.y:.6f}")
+        """The formula with the numbers, one step per line (fits a narrow column)."""
+        centred = self.x - self.mean
+        root = math.sqrt(self.var + self.eps)
+        return (f"x = {self.x:.6f}   μ = {self.mean:.6f}   σ² = {self.var:.6f}\n"
+                f"ε = {self.eps:g}   γ = {self.gamma:.4f}   β = {self.beta:.4f}\n"
+                f"(x − μ)/√(σ² + ε) = {centred:.6f} / {root:.6f} = {self.normalised:.6f}\n"
+                f"y = γ·{self.normalised:.6f} + β = {self.y:.6f}")
 
 
 def worked_pixel(x: torch.Tensor, result: TrainEval, n: int, c: int, h: int, w: int, mode: str = "train") -> WorkedPixel:
@@ -253,6 +255,23 @@ def layer_state(layer: nn.BatchNorm2d) -> dict:
         "_parameters": {k: show(p) for k, p in v["_parameters"].items()},
         "_buffers": {k: show(b) for k, b in v["_buffers"].items()},
     }
+
+
+def layer_state_rows(layer: nn.BatchNorm2d) -> list[dict]:
+    """layer_state as table rows: name, kind, shape, dtype, requires_grad, value(s) as text."""
+    st = layer_state(layer)
+    rows = [{"name": k, "kind": "attribute", "shape": "", "dtype": type(v).__name__, "requires_grad": "",
+             "value": str(v)} for k, v in st["hyper-parameters"].items()]
+    for kind, key in (("parameter", "_parameters"), ("buffer", "_buffers")):
+        for k, v in st[key].items():
+            if v is None:
+                rows.append({"name": k, "kind": kind, "shape": "", "dtype": "", "requires_grad": "", "value": "None"})
+                continue
+            vals = v["values"]
+            text = ", ".join(f"{a:.4g}" for a in vals) if isinstance(vals, list) else str(vals)
+            rows.append({"name": k, "kind": kind, "shape": str(tuple(v["shape"])), "dtype": v["dtype"],
+                         "requires_grad": str(v["requires_grad"]), "value": text})
+    return rows
 
 
 def histogram(values: torch.Tensor, bins: int = 40, lo: float | None = None, hi: float | None = None
