@@ -82,8 +82,8 @@ st.subheader("The layer", divider="gray")
 l1, l2, l3, l4 = st.columns(4)
 eps = l1.select_slider("eps", [1e-8, 1e-5, 1e-3, 1e-2, 0.1, 1.0], value=1e-5, key="bn_eps",
                        format_func=lambda v: f"{v:g}", help="Added to the variance before the square root.")
-cma = l2.checkbox("momentum=None (cumulative average)", value=False, key="bn_cma",
-                  help="Running stats become the plain average of all batches so far (factor 1/t).")
+cma = l2.checkbox("momentum=None", value=False, key="bn_cma",
+                  help="Cumulative average: running stats become the plain average of all batches so far (factor 1/t).")
 momentum = l2.slider("momentum", 0.0, 1.0, 0.1, 0.01, key="bn_momentum", disabled=cma)
 affine = l3.checkbox("affine (learnable γ, β)", value=True, key="bn_affine")
 track = l3.checkbox("track_running_stats", value=True, key="bn_track")
@@ -138,7 +138,7 @@ if not track:
             "with the current batch's statistics and gives exactly the train-mode output.",
             icon=":material/info:")
 else:
-    wc = st.selectbox("Channel to follow", list(range(channels)), key="bn_follow")
+    wc = st.columns(4)[0].selectbox("Channel to follow", list(range(channels)), key="bn_follow")
     line = go.Figure()
     xs = [0] + [p.index for p in res.passes]
     for c in range(channels):
@@ -187,29 +187,27 @@ st.caption("Eval mode (`layer.eval()`) on the same batch normalises with running
            if track else "Without running statistics train and eval mode compute the same thing.")
 
 # ---- state and the formula --------------------------------------------------------------------
-s1, s2 = st.columns([1, 1.3], gap="large")
-with s1:
-    st.subheader("The layer's state", divider="gray")
-    st.dataframe(pd.DataFrame(batchnorm.layer_state_rows(layer)), hide_index=True, key="bn_state")
-    with st.expander("The same as JSON"):
-        st.json(batchnorm.layer_state(layer), expanded=3)
-    st.caption("What vars(layer) holds, made readable (the layer is now in eval mode): plain attributes (hyper-parameters and the training "
-               "flag), _parameters (learned by backprop: weight = γ, bias = β) and _buffers (updated by forward "
-               "passes, saved in the state_dict, never by the optimiser).")
-with s2:
-    st.subheader("The formula for one value", divider="gray")
-    f1, f2, f3, f4, f5 = st.columns(5)
-    pn = f1.number_input("image n", 0, N - 1, 0, key="bn_px_n")
-    pc = f2.number_input("channel c", 0, channels - 1, 0, key="bn_px_c")
-    ph = f3.number_input("row h", 0, size - 1, size // 2, key="bn_px_h")
-    pw = f4.number_input("col w", 0, size - 1, size // 2, key="bn_px_w")
-    pmode = f5.radio("mode", ["train", "eval"], key="bn_px_mode")
-    wp = batchnorm.worked_pixel(feats, res, int(pn), int(pc), int(ph), int(pw), pmode)
-    st.latex(r"y = \gamma \cdot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
-    st.code(wp.text, language=None)
-    src = ("the batch statistics (biased variance)" if pmode == "train" or not track
-           else "running_mean and running_var")
-    ok = abs(wp.y - wp.y_torch) < 1e-4 * max(1.0, abs(wp.y_torch))
-    st.success(f"By hand: **{wp.y:.6f}**; nn.BatchNorm2d in {pmode} mode: **{wp.y_torch:.6f}**"
-               + (" — the same." if ok else " — they differ beyond float rounding."), icon=":material/calculate:")
-    st.caption(f"x = features[{pn}, {pc}, {ph}, {pw}]; μ and σ² are {src} of channel {pc}.")
+st.subheader("The layer's state", divider="gray")
+state_rows = batchnorm.layer_state_rows(layer)
+st.dataframe(pd.DataFrame(state_rows), hide_index=True, key="bn_state", height=35 * (len(state_rows) + 1) + 3)
+with st.expander("The same as JSON"):
+    st.json(batchnorm.layer_state(layer), expanded=3)
+st.caption("What vars(layer) holds, made readable (the layer is now in eval mode): plain attributes (hyper-parameters and the training "
+           "flag), _parameters (learned by backprop: weight = γ, bias = β) and _buffers (updated by forward "
+           "passes, saved in the state_dict, never by the optimiser).")
+st.subheader("The formula for one value", divider="gray")
+f1, f2, f3, f4, f5 = st.columns([1, 1, 1, 1, 1.2])
+pn = f1.number_input("image n", 0, N - 1, 0, key="bn_px_n")
+pc = f2.number_input("channel c", 0, channels - 1, 0, key="bn_px_c")
+ph = f3.number_input("row h", 0, size - 1, size // 2, key="bn_px_h")
+pw = f4.number_input("col w", 0, size - 1, size // 2, key="bn_px_w")
+pmode = f5.radio("mode", ["train", "eval"], key="bn_px_mode")
+wp = batchnorm.worked_pixel(feats, res, int(pn), int(pc), int(ph), int(pw), pmode)
+st.latex(r"y = \gamma \cdot \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta")
+st.code(wp.text, language=None)
+src = ("the batch statistics (biased variance)" if pmode == "train" or not track
+       else "running_mean and running_var")
+ok = abs(wp.y - wp.y_torch) < 1e-4 * max(1.0, abs(wp.y_torch))
+st.success(f"By hand: **{wp.y:.6f}**; nn.BatchNorm2d in {pmode} mode: **{wp.y_torch:.6f}**"
+           + (" — the same." if ok else " — they differ beyond float rounding."), icon=":material/calculate:")
+st.caption(f"x = features[{pn}, {pc}, {ph}, {pw}]; μ and σ² are {src} of channel {pc}.")
