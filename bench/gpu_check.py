@@ -41,7 +41,7 @@ def plan(dataset: str, device: str, quick: bool) -> list[tuple[str, TrainConfig]
         ("speedrun preset (airbench net)", preset_config("speedrun", dataset=dataset, device=device)),
     ]
     if quick:
-        small = dict(epochs=1, limit_train=256, limit_test=128, batch_size=64)
+        small = dict(epochs=1, limit_train=64, limit_test=32, batch_size=32)
         runs = [(label, TrainConfig.from_dict({**cfg.to_dict(), **small})) for label, cfg in runs]
     return runs
 

@@ -36,7 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     e = sub.add_parser("export", help="write a standalone PyTorch script that reproduces a run")
     e.add_argument("run_dir", type=Path)
-    e.add_argument("--script", type=Path, required=True, help="where to write the .py file")
+    e.add_argument("--script", type=Path, default=None, help="write a standalone .py script here")
+    e.add_argument("--checkpoint", type=Path, default=None,
+                   help="copy the weights here (.safetensors) with a .json of config and final metrics")
+    e.add_argument("--epoch", type=int, default=None, help="with --checkpoint: that epoch's weights")
     return p
 
 
@@ -136,14 +139,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the standalone script for a run."""
-    from .export import export_script
+    from .export import export_checkpoint, export_script
 
+    if args.script is None and args.checkpoint is None:
+        print("error: give --script OUT.py and/or --checkpoint OUT.safetensors", file=sys.stderr)
+        return 2
+    out = {}
     try:
-        path = export_script(args.run_dir, args.script)
+        if args.script is not None:
+            out["script"] = str(export_script(args.run_dir, args.script))
+        if args.checkpoint is not None:
+            w, js = export_checkpoint(args.run_dir, args.checkpoint, args.epoch)
+            out.update(checkpoint=str(w), info=str(js))
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"script": str(path)}))
+    print(json.dumps(out))
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import pprint
 import textwrap
 from pathlib import Path
@@ -264,3 +265,33 @@ def export_script(run_dir: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
+
+
+def export_checkpoint(run_dir: Path, out: Path, epoch: int | None = None) -> tuple[Path, Path]:
+    """Copy a run's weights to `out` (.safetensors, meta kept) plus `out`.json: config, final metrics, curves.
+
+    This is how the shipped checkpoints in assets/checkpoints/ are made from CLI runs.
+    """
+    from .checkpoints import load_checkpoint, save_checkpoint
+
+    run = runs.load_run(Path(run_dir))
+    src = run.last_checkpoint if epoch is None else run.checkpoints.get(int(epoch))
+    if src is None:
+        raise ValueError(f"Run {run.run_id} has no checkpoint{'' if epoch is None else f' for epoch {epoch}'}.")
+    ckpt = load_checkpoint(src)
+    out = Path(out).with_suffix(".safetensors")
+    ep = int(ckpt.meta.get("epoch", 0))
+    final = next((e for e in reversed(run.epochs) if int(e.get("epoch", 0)) == ep), {})
+    keep = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "elapsed_s")
+    info = {
+        "model": ckpt.meta.get("model"), "dataset": ckpt.meta.get("dataset"), "run_id": run.run_id,
+        "status": run.status, "config": run.config,
+        "final_metrics": {k: final.get(k) for k in keep if k in final},
+        "epochs": [{k: e.get(k) for k in keep} for e in run.epochs],
+        "classes": ckpt.meta.get("classes"), "mean": ckpt.meta.get("mean"), "std": ckpt.meta.get("std"),
+        "input_size": ckpt.meta.get("input_size"), "device": run.start.get("device"),
+    }
+    save_checkpoint(ckpt.state_dict, out, {**ckpt.meta, "metrics": info["final_metrics"]})
+    js = out.with_suffix(".json")
+    js.write_text(json.dumps(info, indent=2) + "\n")
+    return out, js

@@ -1,0 +1,50 @@
+"""bench/gpu_check.py's CPU-sized equivalent: the same plan and code path, tiny data, no GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench" / "gpu_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_plan_is_valid_and_uses_bf16_channels_last_on_cuda():
+    gc = _load()
+    plan = gc.plan("folder:/x", "cuda", quick=False)
+    assert [cfg.model for _, cfg in plan] == ["lenet5", "resnet_small", "resnet18_cifar", "airbench"]
+    for _, cfg in plan:
+        assert cfg.channels_last and cfg.precision in ("auto", "bf16") and cfg.device == "cuda"
+    speed = plan[-1][1]
+    assert speed.optimizer == "sgd" and speed.nesterov and speed.schedule == "onecycle"
+    assert speed.label_smoothing > 0 and speed.augment == "cifar-standard"
+
+
+@pytest.mark.slow
+def test_quick_cpu_run_of_the_whole_check(tmp_path):
+    pytest.importorskip("cnnviz.batch_augment")
+    gc = _load()
+    out = tmp_path / "r.json"
+    res = gc.main(["--dataset", "shapes", "--device", "cpu", "--quick", "--out", str(out),
+                   "--runs-dir", str(tmp_path / "runs")])
+    assert [r["status"] for r in res["runs"]] == ["finished"] * 4
+    for r in res["runs"]:
+        assert r["epochs"][0]["images_per_s"] > 0 and 0 <= r["epochs"][0]["test_acc"] <= 1
+    assert json.loads(out.read_text())["runs"][3]["config"]["model"] == "airbench"
+
+
+def test_speedrun_preset_validates():
+    from cnnviz.train import preset_config
+
+    pytest.importorskip("cnnviz.augment")
+    preset_config("speedrun").validate()
+    preset_config("tutorial").validate()
