@@ -29,13 +29,13 @@ def _input_tensor(digest: str, _im) -> torch.Tensor:
     return display.pil_to_tensor(_im.convert("RGB"))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=3)  # outputs can be ~200 MB each: keep few
 def _upsample(digest: str, mode: str, scale: float | None, size: tuple | None, align: bool, _x: torch.Tensor):
     res = resample.upsample(_x, mode, scale=scale, size=size, align_corners=align)
     return res, view.to_image(res.output, view.display_scale([tuple(res.output.shape[1:])], 720, 540))
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=2)
 def _transposed(digest: str, factor: int, _x: torch.Tensor):
     res = resample.transposed_upsample(_x, factor)
     if res.output[0].numel() > resample.MAX_OUTPUT_PIXELS:

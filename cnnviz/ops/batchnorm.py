@@ -165,7 +165,7 @@ def train_then_eval(x: torch.Tensor, settings: BNSettings, passes: int = 5) -> T
         raise OpError(f"BatchNorm2d takes (N, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[0] * x.shape[2] * x.shape[3] < 2:
         raise OpError("train-mode BatchNorm needs more than one value per channel (batch of 1×1 images)")
-    layer = settings.build(x.shape[1])
+    layer = settings.build(x.shape[1]).to(x.device)
     init_m = None if layer.running_mean is None else layer.running_mean.clone()
     init_v = None if layer.running_var is None else layer.running_var.clone()
     layer.train()
@@ -277,7 +277,7 @@ def layer_state_rows(layer: nn.BatchNorm2d) -> list[dict]:
 def histogram(values: torch.Tensor, bins: int = 40, lo: float | None = None, hi: float | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) of a tensor's values: a compact histogram for plotting."""
-    a = values.detach().float().reshape(-1).numpy()
+    a = values.detach().float().reshape(-1).cpu().numpy()
     lo = float(a.min()) if lo is None else lo
     hi = float(a.max()) if hi is None else hi
     if hi <= lo:

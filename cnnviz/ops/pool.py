@@ -108,7 +108,7 @@ def pool(x: torch.Tensor, kind: str = "max", *, kernel: int = 2, stride: int | N
 def winner_counts(indices: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """(C, H, W) int: how many windows each input pixel won (from max pooling's flat indices)."""
     c = indices.shape[0]
-    counts = torch.zeros(c, hw[0] * hw[1], dtype=torch.int64)
+    counts = torch.zeros(c, hw[0] * hw[1], dtype=torch.int64, device=indices.device)
     counts.scatter_add_(1, indices.reshape(c, -1), torch.ones_like(indices.reshape(c, -1)))
     return counts.view(c, *hw)
 

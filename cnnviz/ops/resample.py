@@ -106,7 +106,7 @@ def transposed_upsample(x: torch.Tensor, factor: int) -> TransposedResult:
     c, h, w = x.shape
     kern = bilinear_kernel(f)
     pad = math.ceil((f - 1) / 2)
-    weight = kern.to(x.dtype).expand(c, 1, *kern.shape)
+    weight = kern.to(device=x.device, dtype=x.dtype).expand(c, 1, *kern.shape)
     inp = x[None]
     if c > 1 and x.device.type == "cpu":
         inp = inp.contiguous(memory_format=torch.channels_last)  # ~3x faster grouped conv on CPU
