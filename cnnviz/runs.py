@@ -15,7 +15,9 @@ Layout of one run directory (written by `cnnviz.train.fit`):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -134,6 +136,57 @@ def _status(path: Path, lines: list[dict]) -> tuple[str, dict]:
     return ("interrupted" if lines else "starting"), {}
 
 
+def json_safe(d: dict) -> dict:
+    """JSON-safe copy: non-finite floats -> None, tensors/paths -> numbers/strings."""
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "numel") and hasattr(v, "tolist"):  # a tensor
+            v = v.item() if v.numel() == 1 else v.tolist()
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None
+        elif isinstance(v, Path):
+            v = str(v)
+        elif isinstance(v, dict):
+            v = json_safe(v)
+        out[k] = v
+    return out
+
+
+class MetricsLog:
+    """metrics.jsonl: one os.write() per line (O_APPEND), fsync on epoch/status lines."""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists():  # a kill -9 may have torn the last line: cut it before appending
+            raw = path.read_bytes()
+            if raw and not raw.endswith(b"\n"):
+                with open(path, "r+b") as f:
+                    f.truncate(raw.rfind(b"\n") + 1)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, kind: str, data: dict, sync: bool = True) -> None:
+        line = json.dumps({"kind": kind, "t": round(time.time(), 3), **json_safe(data)}) + "\n"
+        os.write(self.fd, line.encode())
+        if sync:
+            os.fsync(self.fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def write_state(run_dir: Path, payload: dict) -> None:
+    """Atomically write last-state.pt (optimizer/schedule/RNG: plain tensors, dicts, lists, numbers only)."""
+    import io
+
+    import torch
+
+    from .checkpoints import atomic_write_bytes
+
+    blob = io.BytesIO()
+    torch.save(payload, blob)
+    atomic_write_bytes(Path(run_dir) / LAST_STATE, blob.getvalue())
+
+
 def load_run(path: Path) -> RunInfo:
     """Parse one run directory (tolerates a torn last metrics line and missing files)."""
     path = Path(path)
@@ -228,3 +281,14 @@ def load_model(run: RunInfo, epoch: int | None = None):
     load_into(model, ckpt, name)
     model.eval()
     return model, meta
+
+
+def thin_checkpoints(run_dir: Path, cap: int) -> None:
+    """Keep at most `cap` epoch checkpoints: first and last always, drop the most crowded in between."""
+    info = load_run(run_dir)
+    eps = sorted(info.checkpoints)
+    while len(eps) > max(2, cap):
+        gaps = [(eps[i + 1] - eps[i - 1], eps[i]) for i in range(1, len(eps) - 1)]
+        _, victim = min(gaps)
+        info.checkpoints[victim].unlink(missing_ok=True)
+        eps.remove(victim)

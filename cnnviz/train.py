@@ -10,14 +10,13 @@ a stop, or a kill -9, and can be resumed.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,124 +26,12 @@ from torch.nn import functional as F
 from . import runs
 from .checkpoints import atomic_write_bytes, load_checkpoint, load_into, save_checkpoint
 from .fastloader import DeviceData, Normalizer, resize_uint8, subsample
+from .train_config import (DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES,  # noqa: F401  (re-exported)
+                           TrainConfig, lr_at, preset_config)
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "onecycle")
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "bf16", "fp32")
 MAX_EPOCH_CHECKPOINTS = 20
 EVAL_BATCH = 1024
 _INIT_LOCK = threading.Lock()  # model init seeds the global RNG: one run at a time
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (JSON-serialisable; saved as the run's config.json)."""
-
-    model: str = "lenet5"
-    dataset: str = "shapes"
-    augment: str = "none"  # preset name or pipeline JSON
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    schedule: str = "constant"  # constant | cosine | onecycle (per step)
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    batch_size: int = 128
-    epochs: int = 1
-    seed: int = 0
-    device: str = "auto"  # auto | cuda | mps | cpu
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
-    channels_last: bool = False
-    compile: bool = False
-    limit_train: int | None = None
-    limit_test: int | None = None
-
-    def to_dict(self) -> dict:
-        """A plain dict (config.json)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Build from a dict; unknown keys raise ValueError naming them."""
-        if not isinstance(d, dict):
-            raise ValueError("A training config must be a JSON object.")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"Unknown config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}.")
-        return cls(**d)
-
-    def validate(self) -> None:
-        """Raise ValueError with a clear message if anything is out of range."""
-        from . import models
-
-        models.info(self.model)  # ValueError naming the known models
-        if not isinstance(self.dataset, str) or not self.dataset.strip():
-            raise ValueError("Choose a dataset.")
-        for kind in ("folder:", "zip:"):
-            if self.dataset.startswith(kind):
-                p = Path(self.dataset[len(kind):]).expanduser()
-                if not p.exists():
-                    raise ValueError(f"Dataset {self.dataset!r}: {p} does not exist.")
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-            (_num(self.lr) and 0 < self.lr <= 100, "lr must be a number in (0, 100]"),
-            (_num(self.momentum) and 0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (not (self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0)),
-             "nesterov needs optimizer sgd with momentum > 0"),
-            (_num(self.weight_decay) and 0 <= self.weight_decay <= 1, "weight_decay must be in [0, 1]"),
-            (_num(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (_int(self.batch_size) and 1 <= self.batch_size <= 65536, "batch_size must be an integer in 1..65536"),
-            (_int(self.epochs) and 1 <= self.epochs <= 10000, "epochs must be an integer in 1..10000"),
-            (_int(self.seed) and self.seed >= 0, "seed must be a non-negative integer"),
-            (self.limit_train is None or (_int(self.limit_train) and self.limit_train >= 2),
-             "limit_train must be empty or an integer >= 2"),
-            (self.limit_test is None or (_int(self.limit_test) and self.limit_test >= 1),
-             "limit_test must be empty or an integer >= 1"),
-            (isinstance(self.augment, str), "augment must be a preset name or pipeline JSON"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg + ".")
-        if self.augment.strip() not in ("", "none"):
-            try:
-                from .augment import resolve
-            except ImportError:
-                raise ValueError("Augmentation is not available in this install; use augment='none'.") from None
-            resolve(self.augment)  # ValueError with a clear message
-
-
-def _num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-# Named configurations (the Training page and the CLI offer them).
-PRESETS: dict[str, dict[str, Any]] = {
-    # In the spirit of airbench (Keller Jordan): a small VGG-like net, big batches, Nesterov SGD,
-    # one-cycle lr, label smoothing, flip + crop, bf16 + channels_last. For a CUDA GPU.
-    "speedrun": dict(model="airbench", augment="cifar-standard", optimizer="sgd", lr=0.4, momentum=0.9,
-                     nesterov=True, schedule="onecycle", weight_decay=5e-4, label_smoothing=0.2,
-                     batch_size=512, epochs=16, precision="auto", channels_last=True),
-    # The tutorial's own hyper-parameters (Adam 1e-3, batch 128).
-    "tutorial": dict(model="lenet5", optimizer="adam", lr=1e-3, batch_size=128, schedule="constant"),
-}
-
-
-def preset_config(name: str, **overrides: Any) -> TrainConfig:
-    """A TrainConfig from a named preset (see PRESETS), with `overrides` applied."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; known: {', '.join(PRESETS)}.")
-    return TrainConfig.from_dict({**PRESETS[name], **overrides})
-
 
 @dataclass
 class Event:
@@ -152,27 +39,6 @@ class Event:
 
     kind: str
     data: dict = field(default_factory=dict)
-
-
-def lr_at(schedule: str, base_lr: float, step: int, total_steps: int) -> float:
-    """Learning rate for 0-based `step` of `total_steps` (one-cycle as torch's OneCycleLR defaults)."""
-    total = max(1, total_steps)
-    t = min(max(step, 0), total)
-    if schedule == "constant":
-        return base_lr
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t / total))
-    if schedule == "onecycle":
-        start, final = base_lr / 25.0, base_lr / 25.0 / 1e4
-        warm = max(1.0, 0.3 * total - 1)
-
-        def cos_anneal(a: float, b: float, pct: float) -> float:
-            return b + (a - b) / 2.0 * (math.cos(math.pi * min(1.0, pct)) + 1.0)
-
-        if t <= warm:
-            return cos_anneal(start, base_lr, t / warm)
-        return cos_anneal(base_lr, final, (t - warm) / max(1.0, total - 1 - warm))
-    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def memory_usage(device: torch.device) -> str:
@@ -190,44 +56,6 @@ def memory_usage(device: torch.device) -> str:
     import resource
 
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak resident (process)"
-
-
-def _clean(d: dict) -> dict:
-    """JSON-safe: non-finite floats -> None, tensors/paths -> numbers/strings."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, torch.Tensor):
-            v = v.item() if v.numel() == 1 else v.tolist()
-        if isinstance(v, float) and not math.isfinite(v):
-            v = None
-        elif isinstance(v, Path):
-            v = str(v)
-        elif isinstance(v, dict):
-            v = _clean(v)
-        out[k] = v
-    return out
-
-
-class _MetricsLog:
-    """metrics.jsonl: one os.write() per line (O_APPEND), fsync on epoch/status lines."""
-
-    def __init__(self, path: Path) -> None:
-        if path.exists():  # a kill -9 may have torn the last line: cut it before appending
-            raw = path.read_bytes()
-            if raw and not raw.endswith(b"\n"):
-                with open(path, "r+b") as f:
-                    f.truncate(raw.rfind(b"\n") + 1)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def write(self, kind: str, data: dict, sync: bool = True) -> None:
-        line = json.dumps({"kind": kind, "t": round(time.time(), 3), **_clean(data)}) + "\n"
-        os.write(self.fd, line.encode())
-        if sync:
-            os.fsync(self.fd)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
 
 
 def _load_data(spec: str, split: str):
@@ -275,20 +103,7 @@ def _save_state(run_dir: Path, opt: torch.optim.Optimizer, state: dict, device: 
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    blob = io.BytesIO()
-    torch.save({"optimizer": opt.state_dict(), "rng": rng, **state}, blob)
-    atomic_write_bytes(run_dir / runs.LAST_STATE, blob.getvalue())
-
-
-def _thin_checkpoints(run_dir: Path, cap: int) -> None:
-    """Keep at most `cap` epoch checkpoints: first and last always, drop the most crowded in between."""
-    info = runs.load_run(run_dir)
-    eps = sorted(info.checkpoints)
-    while len(eps) > max(2, cap):
-        gaps = [(eps[i + 1] - eps[i - 1], eps[i]) for i in range(1, len(eps) - 1)]
-        _, victim = min(gaps)
-        info.checkpoints[victim].unlink(missing_ok=True)
-        eps.remove(victim)
+    runs.write_state(run_dir, {"optimizer": opt.state_dict(), "rng": rng, **state})
 
 
 def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.Event | None = None,
@@ -430,7 +245,7 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
     # (on resume the run continues with this config, e.g. more epochs)
     atomic_write_bytes(run_dir / runs.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
     atomic_write_bytes(run_dir / runs.PID_FILE, str(os.getpid()).encode())
-    log = _MetricsLog(run_dir / runs.METRICS_FILE)
+    log = runs.MetricsLog(run_dir / runs.METRICS_FILE)
     meta_base = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
                  "input_size": int(model_hw[0]), "classes": list(train_ds.classes),
                  "mean": list(train_ds.mean), "std": list(train_ds.std), "run_id": run_dir.name,
@@ -447,7 +262,7 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
                                    "elapsed_s": elapsed_prev + (time.perf_counter() - t0), "partial": partial},
                     device)
         if not partial:
-            _thin_checkpoints(run_dir, MAX_EPOCH_CHECKPOINTS)
+            runs.thin_checkpoints(run_dir, MAX_EPOCH_CHECKPOINTS)
         data = {"epoch": epoch_done, "step": global_step, "partial": partial,
                 "path": str(run_dir / runs.LAST_WEIGHTS), "files": files + [runs.LAST_WEIGHTS]}
         log.write("checkpoint", data)

@@ -270,7 +270,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for e in range(1, 31):
         (tmp_path / runs.epoch_checkpoint_name(e)).write_bytes(b"x")
-    train._thin_checkpoints(tmp_path, 8)
+    runs.thin_checkpoints(tmp_path, 8)
     kept = sorted(runs.load_run(tmp_path).checkpoints)
     assert len(kept) == 8 and kept[0] == 1 and kept[-1] == 30
     gaps = [b - a for a, b in zip(kept, kept[1:])]
@@ -280,7 +280,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
 def test_metrics_log_cuts_a_torn_line_before_appending(tmp_path):
     p = tmp_path / "metrics.jsonl"
     p.write_bytes(b'{"kind": "epoch", "epoch": 1}\n{"kind": "ep')
-    log = train._MetricsLog(p)
+    log = runs.MetricsLog(p)
     log.write("epoch", {"epoch": 2, "x": float("nan")})
     log.close()
     lines = [json.loads(x) for x in p.read_text().splitlines()]
