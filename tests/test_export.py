@@ -71,15 +71,16 @@ def test_cli_export(tmp_path):
     assert p.returncode == 2 and "No run directory" in p.stderr
 
 
-def test_model_source_is_the_registry_model():
+@pytest.mark.parametrize("name", ["lenet5", "resnet_small", "resnet18_cifar", "airbench"])
+def test_model_source_is_the_registry_model(name):
     import torch
 
     from cnnviz import models
 
-    src, builder, _ = model_source("resnet_small")
+    src, builder, _ = model_source(name)
     ns: dict = {}
     exec(compile("from __future__ import annotations\nimport torch\nfrom torch import nn\n" + src, "m", "exec"), ns)
-    ours, theirs = ns[builder](num_classes=10, in_channels=3), models.create("resnet_small")
+    ours, theirs = ns[builder](num_classes=10, in_channels=3), models.create(name)
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
         [(k, v.shape) for k, v in theirs.state_dict().items()]
     theirs.load_state_dict(ours.state_dict())
