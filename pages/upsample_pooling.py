@@ -40,9 +40,8 @@ def _transposed(digest: str, factor: int, _x: torch.Tensor):
     res = resample.transposed_upsample(_x, factor)
     if res.output[0].numel() > resample.MAX_OUTPUT_PIXELS:
         raise OpError("the transposed conv output would be too big to show; pick a smaller factor")
-    ref = resample.upsample(_x, "bilinear", size=tuple(res.out_shape[2:]), align_corners=False)
-    diff = (res.output - ref.output).abs()
-    return res, float(diff.pow(2).mean()), float(diff.max())
+    ref, _ = _upsample(digest, "bilinear", float(factor), None, False, _x)  # shared with the main view
+    return res, resample.compare(res.output, ref.output)
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -132,7 +131,7 @@ def _upsample_tab() -> None:
                   "or 8 to compare it.", icon=":material/info:")
     else:
         try:
-            tr, t_mse, t_max = _transposed(digest, int(t_factor), x)
+            tr, (t_mse, t_max) = _transposed(digest, int(t_factor), x)
         except OpError as exc:
             g[3].warning(str(exc))
         else:

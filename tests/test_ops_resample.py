@@ -79,3 +79,9 @@ def test_transposed_conv_is_a_conv_transpose_layer_and_bilinear_inside(f):
     assert "nn.ConvTranspose2d(3, 3" in res.layer
     with pytest.raises(OpError):
         resample.transposed_upsample(x, 1.5)
+
+
+def test_compare_by_hand():
+    a = torch.zeros(1, 2, 2)
+    b = torch.tensor([[[0.0, 1.0], [0.0, -3.0]]])
+    assert resample.compare(a, b) == (pytest.approx(10 / 4), 3.0)
