@@ -89,17 +89,21 @@ def accuracy_figure(epochs: Sequence[Mapping], title: str = "Accuracy per epoch"
     return fig
 
 
-def lr_figure(steps: Sequence[Mapping], title: str = "Learning rate and throughput") -> go.Figure:
-    """Learning rate per step (left axis) and images/s (right axis). Traces 'lr' and 'images/s'."""
+def lr_figure(steps: Sequence[Mapping], title: str = "Learning rate and throughput", smoothing: float = 0.9
+              ) -> go.Figure:
+    """Learning rate per step (left axis, from 0) and images/s smoothed with `ema` (right axis).
+    Traces 'lr' and 'images/s'."""
     xs, lr = _steps_xy(steps, "lr")
     xs_t, lr_t = _thin(xs, lr)
     xi, ips = _steps_xy(steps, "images_per_s")
-    xi_t, ips_t = _thin(xi, ips)
+    xi_t, ips_t = _thin(xi, ema(ips, smoothing))
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=xs_t, y=lr_t, name="lr", mode="lines", line=dict(color=PALETTE[2])))
     fig.add_trace(go.Scatter(x=xi_t, y=ips_t, name="images/s", mode="lines", yaxis="y2",
                              line=dict(color=PALETTE[4], width=1), opacity=0.6))
-    fig.update_layout(title=title, xaxis_title="step", yaxis=dict(title="learning rate", exponentformat="e"),
+    top = max(lr, default=0.0)
+    fig.update_layout(title=title, xaxis_title="step",
+                      yaxis=dict(title="learning rate", exponentformat="e", range=[0, 1.1 * top if top > 0 else 1]),
                       yaxis2=dict(title="images/s", overlaying="y", side="right", showgrid=False), **_LAYOUT)
     return fig
 
@@ -144,8 +148,9 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], normalize: bool = F
     """Confusion matrix heatmap: rows = true class, columns = predicted class.
 
     Cells show counts (or row-normalised % with `normalize`). Trace 0 is the heatmap; trace 1 is an
-    invisible marker at every cell centre so a click selects a cell (plotly selection events do not
-    fire on heatmaps); its customdata is [true, pred]. `highlight` outlines one cell.
+    invisible marker at every cell centre that carries the hover text and makes a click select a cell
+    (plotly selection events do not fire on heatmaps); its customdata is [true, pred]. `highlight`
+    outlines one cell.
     """
     cm = np.asarray(cm)
     k = cm.shape[0]
@@ -166,14 +171,15 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], normalize: bool = F
     fig.add_trace(go.Heatmap(
         z=z, x=labels, y=labels, text=text, texttemplate="%{text}" if k <= 20 else None,
         colorscale="Viridis", colorbar=dict(title=ztitle),
-        customdata=counts, hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images<extra></extra>",
+        hoverinfo="skip",
     ))
     ii, jj = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
     fig.add_trace(go.Scatter(
         x=[labels[j] for j in jj.ravel()], y=[labels[i] for i in ii.ravel()], mode="markers",
         marker=dict(size=max(8, 300 // k), opacity=0.0, symbol="square"),
-        customdata=np.stack([ii.ravel(), jj.ravel()], axis=1).tolist(),
-        hoverinfo="skip", showlegend=False, name="cells",
+        customdata=np.stack([ii.ravel(), jj.ravel()], axis=1).tolist(), text=[str(v) for v in counts.ravel()],
+        hovertemplate="true %{y}<br>predicted %{x}<br>%{text} images<extra></extra>",
+        showlegend=False, name="cells",
     ))
     if highlight is not None:
         t, p = highlight

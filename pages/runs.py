@@ -54,10 +54,10 @@ chosen = st.multiselect("Runs to compare", list(by_id), key="runs_compare", form
                         help="Newest first. Curves of the chosen runs are overlaid below.")
 if chosen:
     sel = [by_id[rid] for rid in chosen]
-    c1, c2 = st.columns([1, 3])
+    c1, c2, _ = st.columns([1, 1, 2])
     metric = c1.selectbox("Epoch metric", list(plots.METRIC_LABELS), key="runs_metric",
                           format_func=lambda m: plots.METRIC_LABELS[m])
-    smooth = c1.slider("Loss smoothing (EMA)", 0.0, 0.99, 0.9, 0.01, key="runs_smooth",
+    smooth = c2.slider("Loss smoothing (EMA)", 0.0, 0.99, 0.9, 0.01, key="runs_smooth",
                        help="0 shows the raw loss of every logged step.")
     g1, g2 = st.columns(2)
     fig = plots.compare_figure({r.run_id: r.epochs for r in sel}, metric)
@@ -181,7 +181,8 @@ with tab_eval:
             norm = st.toggle("Show % of each true class", key="runs_cm_norm")
             t_sel, p_sel = st.session_state["runs_true"], st.session_state["runs_pred"]
             fig = plots.confusion_figure(cm, classes, normalize=norm, highlight=(t_sel, p_sel))
-            st.plotly_chart(fig, width="stretch", key="runs_cm", on_select=_on_cell, selection_mode="points")
+            st.plotly_chart(fig, width="stretch", key="runs_cm", on_select=_on_cell, selection_mode="points",
+                            config={"displayModeBar": False})
             worst = evaluate.top_confusions(cm, 3)
             st.caption("Rows: the true class; columns: what the model said. The diagonal holds the right "
                        "answers. Click a cell (or pick it below) to see those images. Most frequent confusions: "

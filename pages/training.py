@@ -139,7 +139,6 @@ def _dataset_problem(spec: str) -> str | None:
 
 
 # ---------------------------------------------------------------- the form
-st.subheader("New run")
 models_ok = _model_choices()
 if st.session_state["train_model"] not in models_ok:
     st.session_state["train_model"] = models_ok[0]
@@ -153,47 +152,49 @@ dev_opts = ["auto"] + available_devices()
 if st.session_state["train_device"] not in dev_opts:
     st.session_state["train_device"] = "auto"
 
-presets_here = ["custom"] + [p for p in PRESETS if PRESETS[p].get("model", "lenet5") in models_ok]
-st.selectbox("Start from", presets_here, key="train_preset", on_change=_apply_preset,
-             help="Fill the form from a named configuration: 'tutorial' is the notes' LeNet5 set-up, "
-                  "'speedrun' an airbench-style CIFAR-10 recipe for a CUDA GPU.")
+any_live = any(j.is_alive() for j in jobs.list_jobs())
+with st.expander("New run", expanded=not any_live, icon=":material/add_circle:"):
+    presets_here = ["custom"] + [p for p in PRESETS if PRESETS[p].get("model", "lenet5") in models_ok]
+    st.selectbox("Start from", presets_here, key="train_preset", on_change=_apply_preset,
+                 help="Fill the form from a named configuration: 'tutorial' is the notes' LeNet5 set-up, "
+                      "'speedrun' an airbench-style CIFAR-10 recipe for a CUDA GPU.")
 
-with st.form("train_form", border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Model", models_ok, key="train_model",
-                 format_func=lambda n: f"{n} ({models.info(n).family or 'CNN'})",
-                 help="Models made for small (32x32) images. Other sizes are resized to the model's input.")
-    c2.selectbox("Dataset", ds_opts, key="train_dataset",
-                 help="Built-in 'shapes' works offline; CIFAR-10/MNIST need a download on the Datasets page.")
-    c3.selectbox("Augmentation", aug_opts, key="train_augment",
-                 help="A preset, or the pipeline you built in the Augmentation studio ('studio pipeline').")
-    c4.text_input("Folder or .zip path", key="train_path", placeholder="/path/to/images (class sub-folders)",
-                  help="Used when the dataset is 'folder or zip': an ImageFolder layout, or a zip of one.")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer")
-    c2.select_slider("Learning rate", LRS, key="train_lr", format_func=lambda v: f"{v:g}")
-    c3.selectbox("Schedule", list(SCHEDULES), key="train_schedule",
-                 help="Per step: constant, cosine decay to 0, or one-cycle (warm-up then anneal).")
-    c4.number_input("Epochs", min_value=1, max_value=500, step=1, key="train_epochs")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.select_slider("Batch size", BATCH_SIZES, key="train_batch")
-    c2.selectbox("Device", dev_opts, key="train_device", help="'auto' takes CUDA, then Apple MPS, then CPU.")
-    c3.selectbox("Precision", list(PRECISIONS), key="train_precision",
-                 help="auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere.")
-    c4.checkbox("channels_last", key="train_channels_last",
-                help="NHWC memory layout: faster convolutions on many GPUs and on CPU.")
-    with st.expander("More settings"):
+    with st.form("train_form", border=True):
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Model", models_ok, key="train_model",
+                     format_func=lambda n: f"{n} ({models.info(n).family or 'CNN'})",
+                     help="Models made for small (32x32) images. Other sizes are resized to the model's input.")
+        c2.selectbox("Dataset", ds_opts, key="train_dataset",
+                     help="Built-in 'shapes' works offline; CIFAR-10/MNIST need a download on the Datasets page.")
+        c3.selectbox("Augmentation", aug_opts, key="train_augment",
+                     help="A preset, or the pipeline you built in the Augmentation studio ('studio pipeline').")
+        c4.text_input("Folder or .zip path", key="train_path", placeholder="/path/to/images (class sub-folders)",
+                      help="Used when the dataset is 'folder or zip': an ImageFolder layout, or a zip of one.")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.selectbox("Optimizer", list(OPTIMIZERS), key="train_optimizer")
+        c2.select_slider("Learning rate", LRS, key="train_lr", format_func=lambda v: f"{v:g}")
+        c3.selectbox("Schedule", list(SCHEDULES), key="train_schedule",
+                     help="Per step: constant, cosine decay to 0, or one-cycle (warm-up then anneal).")
+        c4.number_input("Epochs", min_value=1, max_value=500, step=1, key="train_epochs")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.select_slider("Batch size", BATCH_SIZES, key="train_batch")
+        c2.selectbox("Device", dev_opts, key="train_device", help="'auto' takes CUDA, then Apple MPS, then CPU.")
+        c3.selectbox("Precision", list(PRECISIONS), key="train_precision",
+                     help="auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere.")
+        c4.checkbox("channels_last", key="train_channels_last",
+                    help="NHWC memory layout: faster convolutions on many GPUs and on CPU.")
         c1, c2, c3, c4 = st.columns(4)
         c1.number_input("Momentum (SGD)", 0.0, 0.999, step=0.05, key="train_momentum")
-        c1.checkbox("Nesterov (SGD)", key="train_nesterov")
         c2.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%.4f", key="train_wd")
-        c2.number_input("Label smoothing", 0.0, 0.9, step=0.05, key="train_ls")
-        c3.number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed")
-        c4.number_input("Train images (0 = all)", 0, 10_000_000, step=500, key="train_limit_train",
+        c3.number_input("Label smoothing", 0.0, 0.9, step=0.05, key="train_ls")
+        c4.number_input("Seed", 0, 2**31 - 1, step=1, key="train_seed")
+        c1, c2, c3, c4 = st.columns(4)
+        c1.checkbox("Nesterov (SGD)", key="train_nesterov")
+        c2.number_input("Train images (0 = all)", 0, 10_000_000, step=500, key="train_limit_train",
                         help="Train on a random subset for a quick look.")
-        c4.number_input("Test images (0 = all)", 0, 10_000_000, step=500, key="train_limit_test")
-    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                                      key="train_start")
+        c3.number_input("Test images (0 = all)", 0, 10_000_000, step=500, key="train_limit_test")
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                          key="train_start")
 
 if submitted:
     try:
@@ -227,9 +228,9 @@ def _export_text(run_dir: Path) -> str:
 def _actions(snap: dict, live: bool) -> None:
     """Stop / resume / delete / downloads for one run."""
     rid, run_dir = snap["run_id"], Path(snap["run_dir"])
-    cols = st.columns([1, 1.6, 1, 1.3, 1.3])
+    row = st.container(horizontal=True, gap="small")
     if live:
-        if cols[0].button("Stop", key=f"train_stop_{rid}", icon=":material/stop:",
+        if row.button("Stop", key=f"train_stop_{rid}", icon=":material/stop:",
                           help="Ends the run at the next step and saves a checkpoint (status 'stopped')."):
             job = jobs.get_job(rid)
             if job is not None:
@@ -241,7 +242,7 @@ def _actions(snap: dict, live: bool) -> None:
     done_epochs = max([int(e.get("epoch", 0)) for e in snap.get("epochs", [])] or [0])
     cfg_epochs = int(snap.get("config", {}).get("epochs", 1))
     if snap["status"] in ("stopped", "interrupted", "finished", "error", "diverged") and has_ckpt:
-        with cols[1].popover("Resume", icon=":material/play_arrow:"):
+        with row.popover("Resume", icon=":material/play_arrow:"):
             total = st.number_input("Train until epoch", min_value=max(1, done_epochs + (snap["status"] == "finished")),
                                     value=max(cfg_epochs, done_epochs + 1), step=1, key=f"train_resume_ep_{rid}")
             if st.button("Resume from the last checkpoint", key=f"train_resume_{rid}", type="primary"):
@@ -253,15 +254,15 @@ def _actions(snap: dict, live: bool) -> None:
                     user_error(f"Can't resume: {exc}")
     confirm_key = f"train_confirm_delete_{rid}"
     if not st.session_state.get(confirm_key):
-        if cols[2].button("Delete", key=f"train_delete_{rid}", icon=":material/delete:"):
+        if row.button("Delete", key=f"train_delete_{rid}", icon=":material/delete:"):
             st.session_state[confirm_key] = True
             st.rerun()
     if has_ckpt:
-        cols[3].download_button("Checkpoint", data=last.read_bytes, file_name=f"{rid}.safetensors",
+        row.download_button("Checkpoint", data=last.read_bytes, file_name=f"{rid}.safetensors",
                                 mime="application/octet-stream", key=f"train_dl_ckpt_{rid}",
                                 icon=":material/download:", on_click="ignore",
                                 help="The newest weights (safetensors with the run's metadata).")
-        cols[4].download_button("Training script", data=lambda d=run_dir: _export_text(d),
+        row.download_button("Training script", data=lambda d=run_dir: _export_text(d),
                                 file_name=f"train_{rid}.py", mime="text/x-python", key=f"train_dl_script_{rid}",
                                 icon=":material/code:", on_click="ignore",
                                 help="A standalone PyTorch script that reproduces this run.")
@@ -281,8 +282,10 @@ def _actions(snap: dict, live: bool) -> None:
             st.rerun()
 
 
-STATUS_ICON = {"starting": "⏳", "running": "🏃", "finished": "✅", "stopped": "⏹️", "diverged": "💥",
-               "error": "❌", "interrupted": "⚠️"}
+STATUS_ICON = {"starting": ":material/hourglass_top:", "running": ":blue[:material/directions_run:]",
+               "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
+               "diverged": ":red[:material/warning:]", "error": ":red[:material/error:]",
+               "interrupted": ":orange[:material/pause_circle:]"}
 
 
 def _draw_run(snap: dict, live: bool) -> None:
@@ -316,7 +319,7 @@ def _draw_run(snap: dict, live: bool) -> None:
     ips = last_step.get("images_per_s") if live else last_ep.get("images_per_s")
     m[2].metric("Images/s", f"{ips:,.0f}" if ips else "–", help="Training throughput (last step, or last epoch).")
     m[3].metric("Elapsed", _fmt_s(last_step.get("elapsed_s") or last_ep.get("elapsed_s")) if (steps or epochs) else "–")
-    m[4].metric("Memory", (snap.get("memory") or "–").split(" (")[0],
+    m[4].metric("Memory", " ".join((snap.get("memory") or "–").split()[:2]),
                 help=snap.get("memory") or "Shown while the run trains.")
     if not steps and not epochs:
         return
@@ -330,7 +333,7 @@ def _draw_run(snap: dict, live: bool) -> None:
          "test split (test)" + (f"; epoch {last_ep['epoch']}: train {100 * last_ep['train_acc']:.1f}%, "
                                 f"test {100 * last_ep['test_acc']:.1f}%." if last_ep else "; none finished yet.")),
         (c3, plots.lr_figure(steps), "lr",
-         f"Learning rate the {cfg.get('schedule')} schedule set at each step, and images per second (right axis)"
+         f"Learning rate the {cfg.get('schedule')} schedule set at each step, and images per second (right axis, smoothed)"
          + (f"; now {last_step.get('lr', 0):.2e}." if last_step else ".")),
     ):
         fig.update_layout(uirevision=rid, height=300)

@@ -55,8 +55,10 @@ def test_accuracy_lr_and_compare_figures():
     fig = plots.accuracy_figure(epochs)
     assert [t.name for t in fig.data] == ["train", "test"]
     assert list(fig.data[1].y) == pytest.approx([35.0, 45.0])
-    lr = plots.lr_figure(_steps(5))
+    lr = plots.lr_figure(_steps(5), smoothing=0.5)
     assert [t.name for t in lr.data] == ["lr", "images/s"] and lr.data[1].yaxis == "y2"
+    assert list(lr.data[1].y) == pytest.approx(plots.ema([1000.0 + i for i in range(5)], 0.5))
+    assert lr.layout.yaxis.range[0] == 0 and lr.layout.yaxis.range[1] == pytest.approx(1.1e-3)
     cmp = plots.compare_figure({"a": epochs, "b": epochs[:1]}, "train_loss")
     assert [t.name for t in cmp.data] == ["a", "b"] and list(cmp.data[0].y) == pytest.approx([1.9, 1.4])
     assert len(plots.compare_loss_figure({"a": _steps(4), "b": _steps(6)}).data) == 2

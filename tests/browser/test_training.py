@@ -26,7 +26,16 @@ def _loss_caption(page, rid: str) -> str:
     return caps.first.inner_text() if caps.count() else ""
 
 
+def _open_form(page) -> None:
+    """The form sits in the 'New run' expander (collapsed while a run trains)."""
+    button = page.get_by_role("button", name=re.compile("Start training"))
+    if not button.is_visible():
+        page.locator('[data-testid="stExpander"] summary').filter(has_text="New run").click()
+        button.wait_for(state="visible")
+
+
 def _start(page, known: set[str]) -> str:
+    _open_form(page)
     page.get_by_role("button", name=re.compile("Start training")).click()
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -50,8 +59,10 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts
     assert "New run" in text and "Start training" in text
     assert not re.search(r"\d{8}-\d{6}-lenet5-shapes", text), "a run started before Start was pressed"
 
-    # run 1: LeNet5 on shapes, one epoch, batch 16 (so it lasts a few seconds)
+    # run 1: LeNet5 on shapes, one epoch of 4000 images in batches of 16 (so it lasts a few seconds)
     _set_number(page, "Epochs", 1)
+    _set_number(page, "Train images (0 = all)", 4000)
+    _set_number(page, "Test images (0 = all)", 1000)
     slider = page.get_by_role("slider").filter(has=page.locator("xpath=.")).nth(1)  # lr=0, batch=1
     slider.focus()
     for _ in range(3):  # 128 -> 64 -> 32 -> 16
@@ -79,6 +90,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts
     page.screenshot(path=str(artifacts / "browser-train-finished.png"), full_page=True)
 
     # run 2: many epochs, then Stop
+    _open_form(page)
     _set_number(page, "Epochs", 200)
     rid2 = _start(page, known | {rid})
     deadline = time.time() + 120
@@ -97,3 +109,50 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts
     assert _status(page, rid) == "finished"  # both runs visible
     assert not exceptions(page)
     page.screenshot(path=str(artifacts / "browser-train-stopped.png"), full_page=True)
+
+
+def _select_value(page, key: str) -> str:
+    """The shown value of the selectbox with widget key `key` (1.67: a combobox input)."""
+    box = page.locator(f".st-key-{key}")
+    inp = box.locator("input")
+    if inp.count():
+        return inp.first.input_value() or inp.first.get_attribute("aria-label") or box.inner_text()
+    return box.inner_text()
+
+
+def test_runs_page_cell_click_and_scrubber(app_page, app_url, artifacts):
+    """A click on a confusion-matrix cell picks that (true, predicted) pair; the scrubber tab draws maps."""
+    from cnnviz.train import TrainConfig, fit
+
+    # a tiny finished run on disk (the server shares this process's CNNVIZ_RUNS)
+    events = list(fit(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=64, device="cpu",
+                                  limit_train=512, limit_test=200)))
+    assert events[-1].kind == "done" and events[-1].data["status"] == "finished"
+    rid = events[0].data["run_id"]
+    page = app_page
+    goto_via_sidebar(page, app_url, "runs")
+    assert not exceptions(page)
+    # the newest run (ours) is the one inspected by default
+    assert rid in _select_value(page, "runs_one")
+    classes = events[0].data["classes"]
+    plot = page.locator(".st-key-runs_cm rect.nsewdrag").first
+    plot.wait_for()
+    plot.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    bb = plot.bounding_box()
+    k, r, c = len(classes), 2, 5
+    page.mouse.click(bb["x"] + (c + 0.5) * bb["width"] / k, bb["y"] + (r + 0.5) * bb["height"] / k)
+    page.wait_for_timeout(800)
+    wait_idle(page)
+    assert _select_value(page, "runs_true") == classes[r]
+    assert _select_value(page, "runs_pred") == classes[c]
+    text = main_text(page)
+    assert f"{classes[r]} was predicted as {classes[c]}" in text or \
+        f"class {classes[r]} predicted as {classes[c]}" in text
+    assert not exceptions(page)
+    page.get_by_role("tab", name="Feature maps across epochs").click()
+    wait_idle(page)
+    assert "conv_unit.0 at epoch 2" in main_text(page)
+    assert page.locator('[data-testid="stMain"] [data-testid="stImage"] img').count() >= 2
+    assert not exceptions(page)
+    page.screenshot(path=str(artifacts / "browser-runs-inspect.png"))
