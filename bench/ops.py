@@ -7,13 +7,13 @@ For each page it prints, measured side by side in one run:
   * the page's whole rerun through AppTest with the image preset in session_state["cnnviz_image"]:
     "cold" = every st.cache_* cleared first (what the first run after changing a control costs),
     "warm" = nothing changed (what any other widget interaction costs). Target: < 300 ms.
-Times are medians of --repeat runs. Nothing here is asserted; it prints numbers.
+Times are the best (minimum) of --repeat runs, as timeit recommends: on a shared machine the
+minimum is the run least disturbed by other processes. Nothing here is asserted; it prints numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,7 +37,7 @@ def timeit(fn, repeat: int) -> float:
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    return min(ts)
 
 
 def page_times(page: str, im, repeat: int) -> tuple[float, float, float]:
@@ -59,7 +59,7 @@ def page_times(page: str, im, repeat: int) -> tuple[float, float, float]:
         t = time.perf_counter()
         at.run()
         warm.append(time.perf_counter() - t)
-    return first, statistics.median(cold), statistics.median(warm)
+    return first, min(cold), min(warm)
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
     im = images.load_image(images.samples()[0].path).resize((1024, 768))
     x = display.pil_to_tensor(im)
     print(f"image 1024x768 RGB, tensor {tuple(x.shape)}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, median of {r}\n")
+          f"{torch.get_num_threads()} threads, best of {r}\n")
 
     rows = []
     # --- convolution: page defaults (Sobel x 3x3, padding 1 zeros, depthwise over RGB)
