@@ -62,7 +62,7 @@ class ConvResult:
     """What one convolution did."""
 
     input: torch.Tensor        # (C, H, W) the tensor the kernel ran on (RGB or gray)
-    output: torch.Tensor       # (C, H_out, W_out), may be negative
+    output: torch.Tensor       # (C, H_out, W_out), may be negative (channels_last strides on CPU)
     weight: torch.Tensor       # (C, 1, k, k) the conv weight as nn.Conv2d(groups=C) holds it
     bias: float
     stride: int
@@ -116,7 +116,7 @@ def convolve(
     c, h, w = src.shape
     k = kernel.shape[0]
     check(h, w, k, stride, padding, padding_mode, dilation)
-    weight = kernel.to(src.dtype).to(src.device).expand(c, 1, k, k)
+    weight = kernel.to(device=src.device, dtype=src.dtype).expand(c, 1, k, k).contiguous()
     b = torch.full((c,), float(bias), dtype=src.dtype, device=src.device) if bias else None
     inp = src[None]
     if c > 1 and src.device.type == "cpu":
@@ -126,7 +126,7 @@ def convolve(
         out = F.conv2d(inp, weight, b, stride=stride, padding=padding, dilation=dilation, groups=c)
     else:
         out = F.conv2d(_pad(inp, padding, padding_mode), weight, b, stride=stride, dilation=dilation, groups=c)
-    return ConvResult(src, out[0].contiguous(), weight, float(bias), stride, padding, padding_mode, dilation, c)
+    return ConvResult(src, out[0], weight, float(bias), stride, padding, padding_mode, dilation, c)
 
 
 @dataclass
