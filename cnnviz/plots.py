@@ -61,32 +61,46 @@ def _steps_xy(steps: Sequence[Mapping], key: str) -> tuple[list, list]:
     return xs, ys
 
 
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    """A Figure from plain trace/layout dicts without plotly's per-property validation.
+
+    The Training page rebuilds its three charts every second while a run trains; validation is
+    ~90% of the cost of building them (~30 ms a chart), and it competes with the training thread
+    for the GIL. The specs here are fixed and covered by tests that validate them in full."""
+    spec = {"data": data, "layout": layout}
+    try:
+        return go.Figure(spec, _validate=False)
+    except TypeError:  # a plotly without the private switch: validate
+        return go.Figure(spec)
+
+
 def loss_figure(steps: Sequence[Mapping], smoothing: float = 0.9, title: str = "Training loss per step"
                 ) -> go.Figure:
     """Loss per step: the raw values (faint) and their EMA (solid). Traces 'loss' and 'smoothed'."""
     xs, ys = _steps_xy(steps, "loss")
     sm = ema(ys, smoothing)
     xs_t, ys_t, sm_t = _thin(xs, ys, sm)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs_t, y=ys_t, name="loss", mode="lines",
-                             line=dict(color=PALETTE[0], width=1), opacity=0.35))
-    fig.add_trace(go.Scatter(x=xs_t, y=sm_t, name=f"smoothed (EMA {smoothing:g})", mode="lines",
-                             line=dict(color=PALETTE[0], width=2.5)))
-    fig.update_layout(title=title, xaxis_title="step", yaxis_title="cross-entropy loss", **_LAYOUT)
-    return fig
+    return _figure(
+        [dict(type="scatter", x=xs_t, y=ys_t, name="loss", mode="lines",
+              line=dict(color=PALETTE[0], width=1), opacity=0.35),
+         dict(type="scatter", x=xs_t, y=sm_t, name=f"smoothed (EMA {smoothing:g})", mode="lines",
+              line=dict(color=PALETTE[0], width=2.5))],
+        dict(title=dict(text=title), xaxis=dict(title=dict(text="step")),
+             yaxis=dict(title=dict(text="cross-entropy loss")), **_LAYOUT))
 
 
 def accuracy_figure(epochs: Sequence[Mapping], title: str = "Accuracy per epoch") -> go.Figure:
     """Train and test accuracy (in %) per epoch. Traces 'train' and 'test'."""
-    fig = go.Figure()
+    data = []
     for key, name, color in (("train_acc", "train", PALETTE[0]), ("test_acc", "test", PALETTE[1])):
         xs = [e.get("epoch", i + 1) for i, e in enumerate(epochs) if e.get(key) is not None]
         ys = [100.0 * float(e[key]) for e in epochs if e.get(key) is not None]
-        fig.add_trace(go.Scatter(x=xs, y=ys, name=name, mode="lines+markers", line=dict(color=color)))
-    fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="accuracy (%)", **_LAYOUT)
-    fig.update_xaxes(dtick=1 if len(epochs) <= 20 else None)
-    fig.update_yaxes(range=[0, 100])
-    return fig
+        data.append(dict(type="scatter", x=xs, y=ys, name=name, mode="lines+markers", line=dict(color=color)))
+    xaxis = dict(title=dict(text="epoch"))
+    if len(epochs) <= 20:
+        xaxis["dtick"] = 1
+    return _figure(data, dict(title=dict(text=title), xaxis=xaxis,
+                              yaxis=dict(title=dict(text="accuracy (%)"), range=[0, 100]), **_LAYOUT))
 
 
 def lr_figure(steps: Sequence[Mapping], title: str = "Learning rate and throughput", smoothing: float = 0.9
@@ -97,15 +111,15 @@ def lr_figure(steps: Sequence[Mapping], title: str = "Learning rate and throughp
     xs_t, lr_t = _thin(xs, lr)
     xi, ips = _steps_xy(steps, "images_per_s")
     xi_t, ips_t = _thin(xi, ema(ips, smoothing))
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs_t, y=lr_t, name="lr", mode="lines", line=dict(color=PALETTE[2])))
-    fig.add_trace(go.Scatter(x=xi_t, y=ips_t, name="images/s", mode="lines", yaxis="y2",
-                             line=dict(color=PALETTE[4], width=1), opacity=0.6))
     top = max(lr, default=0.0)
-    fig.update_layout(title=title, xaxis_title="step",
-                      yaxis=dict(title="learning rate", exponentformat="e", range=[0, 1.1 * top if top > 0 else 1]),
-                      yaxis2=dict(title="images/s", overlaying="y", side="right", showgrid=False), **_LAYOUT)
-    return fig
+    return _figure(
+        [dict(type="scatter", x=xs_t, y=lr_t, name="lr", mode="lines", line=dict(color=PALETTE[2])),
+         dict(type="scatter", x=xi_t, y=ips_t, name="images/s", mode="lines", yaxis="y2",
+              line=dict(color=PALETTE[4], width=1), opacity=0.6)],
+        dict(title=dict(text=title), xaxis=dict(title=dict(text="step")),
+             yaxis=dict(title=dict(text="learning rate"), exponentformat="e",
+                        range=[0, 1.1 * top if top > 0 else 1]),
+             yaxis2=dict(title=dict(text="images/s"), overlaying="y", side="right", showgrid=False), **_LAYOUT))
 
 
 METRIC_LABELS = {

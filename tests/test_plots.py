@@ -86,3 +86,16 @@ def test_confusion_figure_counts_percent_and_click_layer():
 def test_per_class_figure_marks_missing_classes():
     fig = plots.per_class_figure([0.5, float("nan")], ["x", "y"])
     assert list(fig.data[0].x) == [50.0, 0.0] and list(fig.data[0].text) == ["50.0%", "no images"]
+
+
+def test_every_figure_is_a_valid_plotly_spec():
+    """The live charts skip plotly's validation when built; validate their specs in full here."""
+    import plotly.graph_objects as go
+
+    steps = _steps(30)
+    epochs = [{"epoch": 1, "train_acc": 0.3, "test_acc": 0.35, "train_loss": 1.9}]
+    figs = [plots.loss_figure(steps), plots.accuracy_figure(epochs), plots.lr_figure(steps),
+            plots.compare_figure({"a": epochs}), plots.compare_loss_figure({"a": steps}),
+            plots.confusion_figure(np.eye(3, dtype=int), ["a", "b", "c"]), plots.per_class_figure([0.5], ["x"])]
+    for fig in figs:
+        go.Figure(fig.to_dict())  # raises ValueError on any invalid property

@@ -1,0 +1,97 @@
+"""Does watching a run on the Train page slow it down? Throughput with and without the page polling.
+
+    .venv/bin/python bench/page_polling.py [--model lenet5] [--epochs 2] [--batch-size 128] [--limit-train N]
+
+In one run, alternately (A, B, A, B): A = `cnnviz.train.fit` in a subprocess with nobody watching
+(the CLI's path); B = the same config started from the Train page in headless chromium, whose
+live view polls the job every second until it ends. Prints each run's mean training images/s
+(from metrics.jsonl epoch lines) and the ratio B/A. Needs chromium + playwright.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _ips(run_dir: Path) -> float:
+    eps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+           if line.strip() and json.loads(line).get("kind") == "epoch"]
+    return sum(e["images_per_s"] for e in eps) / len(eps)
+
+
+def run_plain(cfg: dict, root: Path) -> float:
+    run_dir = root / f"plain-{time.time_ns()}"
+    code = ("import json,sys; from pathlib import Path; from cnnviz.train import TrainConfig, fit\n"
+            "for ev in fit(TrainConfig(**json.loads(sys.argv[1])), run_dir=Path(sys.argv[2])): pass\n")
+    subprocess.run([sys.executable, "-c", code, json.dumps(cfg), str(run_dir)], cwd=ROOT, check=True)
+    return _ips(run_dir)
+
+
+def run_page(cfg: dict, page, url: str, root: Path) -> float:
+    from tests.browser.server import goto_via_sidebar, main_text
+
+    goto_via_sidebar(page, url, "train")
+    button = page.get_by_role("button", name=re.compile("Start training"))
+    if not button.is_visible():
+        page.locator('[data-testid="stExpander"] summary').filter(has_text="New run").click()
+    for label, value in (("Epochs", cfg["epochs"]), ("Train images (0 = all)", cfg.get("limit_train") or 0)):
+        box = page.get_by_label(label, exact=True)
+        box.fill(str(value))
+        box.press("Tab")
+    before = set(p.name for p in root.iterdir())
+    button.click()
+    deadline = time.time() + 1800
+    while time.time() < deadline:
+        new = [p for p in root.iterdir() if p.name not in before]
+        if new and re.search(re.escape(new[0].name) + r"\s*·\s*(finished|stopped|error|diverged)", main_text(page)):
+            return _ips(new[0])
+        time.sleep(1)
+    raise TimeoutError("the page run did not finish")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="lenet5")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--limit-train", type=int, default=0)
+    ap.add_argument("--pairs", type=int, default=2)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="cnnviz-bench-runs-"))
+    os.environ["CNNVIZ_RUNS"] = str(root)
+    cfg = dict(model=args.model, dataset="shapes", epochs=args.epochs, batch_size=args.batch_size,
+               device="cpu", limit_train=args.limit_train or None, limit_test=1000)
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle
+
+    plain, page_ips = [], []
+    with running_app(timeout=120) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        wait_idle(page)
+        run_plain({**cfg, "epochs": 1, "limit_train": 512}, root)  # warm the dataset cache
+        for _ in range(args.pairs):
+            plain.append(run_plain(cfg, root))
+            page_ips.append(run_page(cfg, page, url, root))
+            print(f"plain {plain[-1]:,.0f} img/s | page open {page_ips[-1]:,.0f} img/s", flush=True)
+        browser.close()
+    a, b = sum(plain) / len(plain), sum(page_ips) / len(page_ips)
+    print(json.dumps({"config": cfg, "plain_images_per_s": round(a), "page_images_per_s": round(b),
+                      "ratio_page_over_plain": round(b / a, 3)}))
+
+
+if __name__ == "__main__":
+    main()
