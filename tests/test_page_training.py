@@ -123,13 +123,16 @@ def test_tiny_run_streams_to_finished_with_charts():
     assert _header(at, rid) == ""
 
 
-def test_second_run_stops_from_its_button():
+def test_second_run_stops_from_its_button_in_a_refreshed_page():
     at = _page()
     _tiny(at, train_epochs=200, train_limit_train=1024)
     rid = _start(at)
     _poll(at, rid, "running")
-    at.button(key=f"train_stop_{rid}").click().run()
-    assert not at.exception
+    # a refreshed page (a new session) reattaches to the live run and can stop it
+    fresh = _page()
+    assert "running" in _header(fresh, rid)
+    fresh.button(key=f"train_stop_{rid}").click().run()
+    assert not fresh.exception
     head = _poll(at, rid, "stopped", timeout=60)
     assert "stopped" in head
     run = runs.load_run(jobs.get_job(rid).run_dir)
