@@ -136,9 +136,9 @@ st.subheader("Weight sharing", divider="gray")
 pc = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=C, bias=True)
 full = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=1, bias=True)
 m1, m2, m3 = st.columns(3)
-m1.metric("This conv layer", f"{pc.conv_total:,} parameters")
-m2.metric("Dense layer, same input → same output", f"{view.human(pc.dense_total)} parameters")
-m3.metric("Dense needs", f"{view.human(pc.ratio)}× more")
+m1.metric("Parameters of this conv layer", f"{pc.conv_total:,}")
+m2.metric("Dense layer, same input → same output", view.human(pc.dense_total))
+m3.metric("Dense needs this many times more", f"{view.human(pc.ratio)}×")
 st.caption(
     f"Conv: k·k·(C_in/groups)·C_out + bias = {pc.conv_formula} = {pc.conv_total:,}"
     + (f" (depthwise, groups={C}; a full {C}→{C} conv would need {full.conv_formula} = {full.conv_total:,})"
