@@ -7,9 +7,10 @@ It follows `Pipeline.build()` step by step with the same dtype plan (uint8 until
 that needs floats, then float32 in [0, 1]), but draws one random number per sample per step from
 the given torch.Generator and applies the step to the whole batch at once:
 
-- RandomHorizontalFlip / RandomVerticalFlip / RandomGrayscale: per-sample masks + torch.where.
-- RandomCrop: one pad (constant / edge / reflect) then ONE advanced-indexing gather of per-sample
-  windows (no Python loop over samples).
+- RandomCrop and flips: consecutive crops/flips become per-sample row/column index vectors
+  (a flip reverses them, a crop slices them at per-sample offsets, after one pad of the batch:
+  constant / edge / reflect) and are applied with ONE gather (no Python loop over samples).
+- RandomGrayscale: per-sample mask + torch.where.
 - Resize, CenterCrop, Normalize: torchvision.transforms.v2.functional on the whole batch.
 - ColorJitter with only brightness and/or contrast: per-sample factors and per-sample order, same
   blend formulas as torchvision.
@@ -39,8 +40,6 @@ from .augment import Pipeline, Step, _instantiate
 from .augment_specs import SPECS
 
 _GREY = (0.2989, 0.587, 0.114)
-_BATCHED = {"RandomHorizontalFlip", "RandomVerticalFlip", "RandomGrayscale", "RandomCrop", "Resize",
-            "CenterCrop", "Normalize", "RandomErasing", "ColorJitter"}
 
 
 class BatchAugmenter:
@@ -53,7 +52,18 @@ class BatchAugmenter:
         self.normalizes: bool = pipeline.normalizes
         self.fallback_steps: list[str] = []
         self._ops: list[tuple[str, bool, Callable]] = []   # (name, needs_float, fn(x, g) -> x)
-        for step in pipeline.image_steps:
+        group: list[Step] = []   # consecutive crops/flips: fused into one gather
+        for step in pipeline.image_steps + [None]:
+            if step is not None and _is_index_step(step):
+                group.append(step)
+                continue
+            if group:
+                steps = list(group)
+                self._ops.append(("+".join(s.name for s in steps), False,
+                                  lambda x, g, steps=steps: _index_group(x, g, steps)))
+                group = []
+            if step is None:
+                break
             fn = self._batched(step)
             if fn is None:
                 self.fallback_steps.append(step.name)
@@ -103,9 +113,6 @@ class BatchAugmenter:
     # ---- step builders ---------------------------------------------------------------------------
     def _batched(self, step: Step) -> Callable | None:
         p, n = step.params, step.name
-        if n in ("RandomHorizontalFlip", "RandomVerticalFlip"):
-            dim = -1 if n == "RandomHorizontalFlip" else -2
-            return lambda x, g: _where(_rand(x.shape[0], g, x.device) < p["p"], x.flip(dim), x)
         if n == "RandomGrayscale":
             return lambda x, g: _where(_rand(x.shape[0], g, x.device) < p["p"], _grey(x), x)
         if n == "Resize":
@@ -116,8 +123,6 @@ class BatchAugmenter:
             return lambda x, g: F.center_crop(x, _size_list(p["size"]))
         if n == "Normalize":
             return lambda x, g: F.normalize(x, p["mean"], p["std"])
-        if n == "RandomCrop" and p["padding_mode"] != "symmetric":
-            return lambda x, g: _random_crop(x, g, p)
         if n == "RandomErasing":
             return lambda x, g: _random_erasing(x, g, p)
         if n == "ColorJitter" and not p["saturation"] and not p["hue"]:
@@ -184,36 +189,77 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return F.rgb_to_grayscale(x, num_output_channels=x.shape[1])
 
 
-def _random_crop(x: torch.Tensor, g: torch.Generator, p: dict) -> torch.Tensor:
-    """Pad once, then gather one (h, w) window per sample at per-sample offsets."""
-    b, c, h_in, w_in = x.shape
+def _is_index_step(step: Step) -> bool:
+    return step.name in ("RandomHorizontalFlip", "RandomVerticalFlip") or (
+        step.name == "RandomCrop" and step.params["padding_mode"] != "symmetric")
+
+
+def _crop_padding(p: dict, h: int, w: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) like torchvision's RandomCrop.make_params (incl. pad_if_needed)."""
     ch, cw = _size_list(p["size"])
-    pad = p["padding"]
-    left = right = top = bottom = pad
+    left = right = top = bottom = p["padding"]
     if p["pad_if_needed"]:
-        if h_in + 2 * pad < ch:
-            d = ch - (h_in + 2 * pad)
+        if h + top + bottom < ch:
+            d = ch - (h + top + bottom)
             top, bottom = top + d, bottom + d
-        if w_in + 2 * pad < cw:
-            d = cw - (w_in + 2 * pad)
+        if w + left + right < cw:
+            d = cw - (w + left + right)
             left, right = left + d, right + d
-    if any((left, right, top, bottom)):
-        mode = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}[p["padding_mode"]]
-        if mode == "constant":
-            x = torch.nn.functional.pad(x, (left, right, top, bottom), value=p["fill"])
-        else:  # replicate/reflect need float on some backends
-            x = torch.nn.functional.pad(x.float(), (left, right, top, bottom), mode=mode).to(x.dtype)
-    hp, wp = x.shape[-2:]
-    if hp < ch or wp < cw:
-        raise ValueError(f"RandomCrop size {(ch, cw)} is larger than the padded image {(hp, wp)}.")
+    return left, right, top, bottom
+
+
+def _index_group(x: torch.Tensor, g: torch.Generator, steps: list[Step]) -> torch.Tensor:
+    """Consecutive RandomCrop / flips as per-sample row and column index vectors, applied by ONE gather.
+
+    Flips reverse a sample's index vector; a crop slices it at per-sample offsets; a crop with
+    padding first materialises the current result and pads it once for the whole batch.
+    """
+    b, c = x.shape[:2]
     dev = x.device
-    tops = _randint(hp - ch + 1, g, b, dev)
-    lefts = _randint(wp - cw + 1, g, b, dev)
-    rows = (tops[:, None] + torch.arange(ch, device=dev))[:, :, None]        # (B, ch, 1)
-    cols = (lefts[:, None] + torch.arange(cw, device=dev))[:, None, :]       # (B, 1, cw)
-    bidx = torch.arange(b, device=dev)[:, None, None]
-    out = x.permute(0, 2, 3, 1)[bidx, rows, cols]                            # (B, ch, cw, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    base = x
+    rows: torch.Tensor | None = None          # (B, H') indices into base rows; None = identity
+    cols: torch.Tensor | None = None
+
+    def materialise() -> torch.Tensor:
+        if rows is None:
+            return base
+        hb, wb = base.shape[-2:]
+        idx = (rows[:, :, None] * wb + cols[:, None, :]).view(b, 1, -1).expand(b, c, -1)
+        return base.flatten(2).gather(2, idx).view(b, c, rows.shape[1], cols.shape[1])
+
+    for step in steps:
+        p = step.params
+        if rows is None:
+            hb, wb = base.shape[-2:]
+            rows = torch.arange(hb, device=dev).expand(b, hb)
+            cols = torch.arange(wb, device=dev).expand(b, wb)
+        if step.name == "RandomCrop":
+            pads = _crop_padding(p, rows.shape[1], cols.shape[1])
+            if any(pads):
+                base = materialise()
+                mode = {"constant": "constant", "edge": "replicate", "reflect": "reflect"}[p["padding_mode"]]
+                if mode == "constant":
+                    base = torch.nn.functional.pad(base, pads, value=p["fill"])
+                else:  # replicate/reflect need float on some backends
+                    base = torch.nn.functional.pad(base.float(), pads, mode=mode).to(x.dtype)
+                hb, wb = base.shape[-2:]
+                rows = torch.arange(hb, device=dev).expand(b, hb)
+                cols = torch.arange(wb, device=dev).expand(b, wb)
+            ch, cw = _size_list(p["size"])
+            hp, wp = rows.shape[1], cols.shape[1]
+            if hp < ch or wp < cw:
+                raise ValueError(f"RandomCrop size {(ch, cw)} is larger than the padded image {(hp, wp)}.")
+            tops = _randint(hp - ch + 1, g, b, dev)
+            lefts = _randint(wp - cw + 1, g, b, dev)
+            rows = rows.gather(1, tops[:, None] + torch.arange(ch, device=dev))
+            cols = cols.gather(1, lefts[:, None] + torch.arange(cw, device=dev))
+        else:
+            flip = (_rand(b, g, dev) < p["p"])[:, None]
+            if step.name == "RandomHorizontalFlip":
+                cols = torch.where(flip, cols.flip(1), cols)
+            else:
+                rows = torch.where(flip, rows.flip(1), rows)
+    return materialise()
 
 
 def _uniform(n: int, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:

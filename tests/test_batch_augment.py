@@ -73,6 +73,30 @@ def test_crops_are_exact_windows_of_the_padded_image(mode):
     assert int((counts > 0).sum()) >= 20                      # offsets spread over the 25 positions
 
 
+def test_fused_flips_and_crops_match_an_enumeration_of_the_per_image_results():
+    x, y = _batch(b=60, h=8, w=8)
+    p = _pipe(("RandomHorizontalFlip", {}), ("RandomVerticalFlip", {}),
+              ("RandomCrop", {"size": 8, "padding": 2, "padding_mode": "reflect"}),
+              ("RandomHorizontalFlip", {}), ("RandomCrop", {"size": 6, "padding": 0}))
+    ba = BatchAugmenter(p, "cpu", 10)
+    assert len(ba._ops) == 1 and ba.fallback_steps == []        # one fused gather
+    out = _u8(ba(x, y, torch.Generator().manual_seed(0))[0])
+    assert out.shape == (60, 3, 6, 6)
+    for i in range(60):
+        cands = []
+        for fh in (False, True):
+            for fv in (False, True):
+                z = x[i].flip(-1) if fh else x[i]
+                z = z.flip(-2) if fv else z
+                zp = TF.pad(z, [2, 2, 2, 2], padding_mode="reflect")
+                for t in range(5):
+                    for le in range(5):
+                        win = zp[:, t:t + 8, le:le + 8]
+                        for w2 in (win, win.flip(-1)):
+                            cands += [w2[:, a:a + 6, c:c + 6] for a in range(3) for c in range(3)]
+        assert any(torch.equal(out[i], c) for c in cands), i
+
+
 def test_crop_pad_if_needed_and_too_small_error():
     x, y = _batch(b=4, h=6, w=6)
     ba = BatchAugmenter(_pipe(("RandomCrop", {"size": 8, "padding": 0, "pad_if_needed": True})), "cpu", 10)
