@@ -221,6 +221,8 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
         yield Event("error", {"message": "Out of memory moving the dataset/model to the device.",
                               "advice": _advice_oom(cfg)})
         return
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     norm = Normalizer(tuple(train_ds.mean), tuple(train_ds.std), device, cfg.channels_last)
     opt = _make_optimizer(cfg, model.parameters())
     autocast = _autocast(device, cfg.precision)
