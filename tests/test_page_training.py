@@ -14,6 +14,13 @@ from cnnviz import jobs, runs
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "training.py")
 
 
+@pytest.fixture(autouse=True)
+def _own_runs_dir(monkeypatch, tmp_path):
+    """Each test sees only its own runs on disk (other test files leave runs, some ended in error
+    on purpose). Jobs of this process still show: the registry is process-wide by design."""
+    monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path / "runs"))
+
+
 def _page() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.run()
@@ -27,6 +34,11 @@ def _tiny(at: AppTest, **kw) -> None:
             "train_device": "cpu", "train_limit_train": 192, "train_limit_test": 64, **kw}
     for k, v in vals.items():
         at.session_state[k] = v
+
+
+def _not_started(at: AppTest) -> list[str]:
+    """The form's own errors (other boxes belong to earlier jobs of this test process)."""
+    return [e.value for e in at.error if "Not started" in e.value]
 
 
 def _start(at: AppTest) -> str:
@@ -84,12 +96,14 @@ def test_bad_input_is_one_line_and_starts_nothing():
     n = len(jobs.list_jobs())
     at.button(key="train_start").click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "Not started" in at.error[0].value and "/no/such/folder" in at.error[0].value
+    said = _not_started(at)
+    assert len(said) == 1 and "/no/such/folder" in said[0]
     assert len(jobs.list_jobs()) == n
     # an empty path is explained too
     _tiny(at, train_dataset="folder or zip (path below)", train_path="")
     at.button(key="train_start").click().run()
-    assert len(at.error) == 1 and "path" in at.error[0].value.lower()
+    said = _not_started(at)
+    assert len(said) == 1 and "path" in said[0].lower()
 
 
 def test_studio_pipeline_is_offered_when_the_studio_set_one():
@@ -149,7 +163,8 @@ def test_missing_dataset_is_said_before_starting(monkeypatch, tmp_path):
     n = len(jobs.list_jobs())
     at.button(key="train_start").click().run()
     assert not at.exception
-    assert len(at.error) == 1 and "Not started" in at.error[0].value and "cifar10" in at.error[0].value
+    said = _not_started(at)
+    assert len(said) == 1 and "cifar10" in said[0]
     assert len(jobs.list_jobs()) == n
 
 
