@@ -119,31 +119,42 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...], device: torch.devi
 
 
 def spatial_profile(summary: Summary) -> list[dict]:
-    """For each row with a spatial (N,C,H,W) output: index, name, channels, height, width."""
-    return [{"index": i, "name": r.name, "channels": r.output_shape[1], "height": r.output_shape[2],
+    """The input, then each row with a spatial (N,C,H,W) output: index, name, channels, height, width."""
+    out = []
+    if len(summary.input_shape) == 4:
+        _, c, h, w = summary.input_shape
+        out.append({"index": -1, "name": "input", "channels": c, "height": h, "width": w})
+    out += [{"index": i, "name": r.name, "channels": r.output_shape[1], "height": r.output_shape[2],
              "width": r.output_shape[3]}
             for i, r in enumerate(summary.rows) if len(r.output_shape) == 4]
+    return out
 
 
 def profile_figure(summary: Summary, title: str = ""):
-    """Plotly figure: spatial size (left axis) shrinking and channel count (right axis) growing with depth."""
+    """Plotly figure, two panels over depth: spatial size (top) shrinking, channel count (bottom) growing."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     prof = spatial_profile(summary)
     xs = list(range(len(prof)))
     names = [p["name"] for p in prof]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=xs, y=[p["height"] for p in prof], name="spatial size (H)", mode="lines+markers",
-                             line={"shape": "hv", "color": "#21918c"}, text=names,
-                             hovertemplate="%{text}<br>H = %{y}<extra></extra>"))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("spatial size: height (px)", "channels"))
+    fig.add_trace(go.Scatter(x=xs, y=[p["height"] for p in prof], name="height", mode="lines+markers",
+                             line={"shape": "hv", "color": "#21918c"}, marker={"size": 5}, text=names,
+                             customdata=[p["width"] for p in prof],
+                             hovertemplate="%{text}<br>H x W = %{y} x %{customdata}<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=xs, y=[p["channels"] for p in prof], name="channels", mode="lines+markers",
-                             yaxis="y2", line={"shape": "hv", "color": "#d6604d"}, text=names,
-                             hovertemplate="%{text}<br>C = %{y}<extra></extra>"))
-    fig.update_layout(
-        title=title or None, height=360, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
-        xaxis={"title": "layer (forward order, spatial outputs only)"},
-        yaxis={"title": "height = width (px)", "rangemode": "tozero"},
-        yaxis2={"title": "channels", "overlaying": "y", "side": "right", "rangemode": "tozero"},
-        legend={"orientation": "h", "y": 1.12, "x": 0},
-    )
+                             line={"shape": "hv", "color": "#d6604d"}, marker={"size": 5}, text=names,
+                             hovertemplate="%{text}<br>C = %{y}<extra></extra>"), row=2, col=1)
+    few = len(prof) <= 14
+    fig.update_xaxes(tickmode="array" if few else "auto", tickvals=xs if few else None,
+                     ticktext=names if few else None, tickangle=-45 if few else 0, row=2, col=1)
+    fig.update_xaxes(title_text="" if few else "layer (forward order, spatial outputs only; 0 = input)",
+                     row=2, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=2, col=1)
+    fig.update_layout(title=title or None, height=400, showlegend=False,
+                      margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 10})
+    fig.update_annotations(font_size=13)
     return fig

@@ -49,6 +49,14 @@ def shipped_checkpoints(folder: Path | None = None) -> dict[str, Path]:
     return out
 
 
+def dataset_label(spec: str) -> str:
+    """A short name for a dataset spec: 'folder:../data/cifar10-jpeg' -> 'cifar10-jpeg', 'cifar10' stays."""
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in ("folder", "zip"):
+        return Path(rest.rstrip("/\\")).name or spec
+    return spec
+
+
 def random_model(name: str, seed: int = 0, num_classes: int = 10) -> Loaded:
     """`name` with seeded random weights (eval mode)."""
     info = models.info(name)
@@ -117,5 +125,5 @@ def from_checkpoint(source: bytes | str | Path, fallback_model: str, label: str 
         warnings.append(f"The file gives no normalisation; using {name}'s default mean/std.")
     size = int(meta.get("input_size") or info.input_size)
     epoch = f", epoch {meta['epoch']}" if meta.get("epoch") is not None else ""
-    data = f" on {meta['dataset']}" if meta.get("dataset") else ""
+    data = f" on {dataset_label(str(meta['dataset']))}" if meta.get("dataset") else ""
     return Loaded(model, name, True, classes, mean, std, size, in_channels, f"{label}{data}{epoch}", meta, warnings)

@@ -74,7 +74,7 @@ with tab_layers:
     try:
         with st.spinner(f"Building {name} and running one {channels}x{size}x{size} input through it..."):
             summ = _summary(name, int(size), int(channels), int(classes))
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         user_error(f"{name} cannot take a {channels}x{size}x{size} input: {str(exc).splitlines()[0][:200]}. "
                    f"It expects {info.in_channels}x{info.input_size}x{info.input_size}.")
     if summ is not None:
@@ -89,7 +89,7 @@ with tab_layers:
         with left:
             df = pd.DataFrame(summ.records())[["name", "type", "output_shape", "params", "flops", "macs"]]
             st.dataframe(
-                df, hide_index=True, height=420, key="arch_table",
+                df, hide_index=True, height=min(420, 35 * (len(df) + 1) + 3), key="arch_table",
                 column_config={
                     "name": st.column_config.TextColumn("layer"),
                     "output_shape": st.column_config.TextColumn("output (C x H x W)"),
@@ -104,48 +104,39 @@ with tab_layers:
                        f"counted once: the column sums to {summ.total_params:,}.")
         with right:
             st.plotly_chart(profile_figure(summ), width="stretch", key="arch_profile")
-            st.caption("How the picture changes with depth: the spatial size (left axis, teal) shrinks at "
-                       "every stride or pooling while the channel count (right axis, red) grows: "
-                       "fewer positions, more kinds of feature.")
+            st.caption(f"How the picture changes with depth in {name}: the spatial size (top, from the "
+                       f"{size}x{size} input) shrinks at every stride or pooling while the channel count (bottom) "
+                       "grows: fewer positions, more kinds of feature. Only layers with a spatial output are "
+                       "plotted; hover for names.")
 
 # ---- side by side -------------------------------------------------------------------------
 with tab_compare:
-    st.markdown("The tutorial's classic networks. Year, depth and idea are known up front; parameters and "
-                "FLOPs are measured by building each model, which takes a few seconds, so it happens "
-                "only when you ask.")
-    if st.button("Build the six models and measure them", key="arch_compare_btn", icon=":material/calculate:"):
-        st.session_state["arch_compare_on"] = True
-    if st.session_state.get("arch_compare_on"):
-        with st.spinner("Building LeNet5, AlexNet, VGG-16, GoogLeNet, ResNet-18 and ResNet-50..."):
-            rows = _compare()
-        df = pd.DataFrame(rows)
-        st.dataframe(df, hide_index=True, key="arch_compare_table", column_config={
-            "parameters": st.column_config.NumberColumn("parameters", format="localized"),
-            "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.2f"),
-            "idea": st.column_config.TextColumn("the idea it introduced", width="large"),
-        })
-        st.caption("Parameters and FLOPs (1 multiply-add = 2 FLOPs) for one image at each model's own input "
-                   "size, ImageNet models with 1000 classes, LeNet5 with 10. Depth counts weight layers on the "
-                   "longest path, as the papers do (the tutorial's LeNet5 has 4). Measured by FlopCounterMode "
-                   "on a shape-only (`meta` device) forward of the real models.")
-        import plotly.graph_objects as go
+    rows = _compare()
+    df = pd.DataFrame(rows)
+    st.dataframe(df, hide_index=True, key="arch_compare_table", column_config={
+        "year": st.column_config.NumberColumn("year", format="%d"),
+        "parameters": st.column_config.NumberColumn("parameters", format="localized"),
+        "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.2f"),
+        "idea": st.column_config.TextColumn("the idea it introduced", width="large"),
+    })
+    st.caption("The tutorial's classic networks. Parameters and FLOPs (1 multiply-add = 2 FLOPs) for one image at "
+               "each model's own input size, the ImageNet models with 1000 classes, LeNet5 with 10. Depth counts "
+               "weight layers on the longest path, as the papers do (the tutorial's LeNet5 has 4). Measured by "
+               "FlopCounterMode on a shape-only (`meta` device) forward of the real torchvision models: the same "
+               "counts as a real run, without allocating a single weight.")
+    import plotly.graph_objects as go
 
-        fig = go.Figure(go.Scatter(
-            x=[r["parameters"] / 1e6 for r in rows], y=[r["GFLOPs"] for r in rows], text=[r["model"] for r in rows],
-            mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"}))
-        fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                          xaxis={"title": "parameters (millions, log)", "type": "log"},
-                          yaxis={"title": "GFLOPs per image (log)", "type": "log"})
-        st.plotly_chart(fig, width="stretch", key="arch_compare_fig")
-        st.caption("Size vs cost: VGG-16 has the most of both; GoogLeNet and ResNet-50 buy depth with 1x1 "
-                   "convolutions, so they cost far fewer parameters per layer.")
-    else:
-        st.dataframe(pd.DataFrame([{"model": n, "year": models.info(n).year, "depth": models.info(n).depth,
-                                    "idea": models.info(n).idea} for n in COMPARE]),
-                     hide_index=True, key="arch_compare_static",
-                     column_config={"idea": st.column_config.TextColumn("the idea it introduced", width="large")})
-        st.caption("Year, depth (weight layers) and the idea each network introduced. Press the button for "
-                   "parameters and FLOPs.")
+    fig = go.Figure(go.Scatter(
+        x=[r["parameters"] / 1e6 for r in rows], y=[r["GFLOPs"] for r in rows], text=[r["model"] for r in rows],
+        mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"},
+        hovertemplate="%{text}<br>%{x:.2f} M parameters<br>%{y:.2f} GFLOPs<extra></extra>"))
+    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "parameters (millions, log scale)", "type": "log"},
+                      yaxis={"title": "GFLOPs per image (log scale)", "type": "log"})
+    st.plotly_chart(fig, width="stretch", key="arch_compare_fig")
+    st.caption("Size vs cost, one dot per model: VGG-16 has the most of both; AlexNet's parameters sit mostly in "
+               "its fully connected layers (cheap to run, costly to store); GoogLeNet and ResNet-50 go deep with "
+               "1x1 convolutions, so they cost far fewer parameters per layer.")
 
 # ---- the ideas ----------------------------------------------------------------------------
 with tab_ideas:
@@ -160,8 +151,9 @@ with tab_ideas:
         "ReLUs in between": f"{k.nonlinearities_stacked} vs 0",
     } for k in comps]), hide_index=True, key="arch_idea_kernels")
     st.caption(f"Measured on real layers with C = {c}: the same receptive field for 28% fewer weights (5x5) or "
-               "45% fewer (7x7), and extra non-linearities in between. The tutorial's line \"3x3 better than "
-               "3x3\" is a slip: it means stacked 3x3 kernels beat one larger (5x5 or 7x7) kernel.")
+               "45% fewer (7x7), and extra non-linearities in between. (The tutorial's notes read \"small "
+               "windows (33) beat large windows (33)\": the multiplication signs got lost; the large windows "
+               "are the 5x5 and 7x7 kernels that stacked 3x3s replace.)")
 
     st.subheader("A 1x1 convolution changes the channel count")
     a, b = st.columns(2)

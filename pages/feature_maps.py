@@ -104,8 +104,11 @@ sources = [HANDED] if handed else []
 sources += ([SHIPPED] if name in shipped else []) + [RANDOM, RUN, UPLOAD]
 if info.torchvision_name:
     sources.append(TORCHVISION)
+tv_cached = bool(info.torchvision_name) and models.pretrained_status(name).cached
 with c2:
-    kind = st.radio("Weights", sources, key=f"fm_source_{name}", horizontal=False)
+    kind = st.radio("Weights", sources, key=f"fm_source_{name}", horizontal=False,
+                    format_func=lambda k: k if k != TORCHVISION else
+                    f"{k} ({'in the local cache' if tv_cached else 'not downloaded'})")
 kind_note = ""
 if not shipped and kind == RANDOM:
     kind_note = ("No trained checkpoints are shipped yet (assets/checkpoints/*.safetensors): showing random "
@@ -155,7 +158,7 @@ with c3:
 loaded = None
 fallback_reason = ""
 needs_file = kind in (RUN, UPLOAD, HANDED, SHIPPED) and not path
-if kind == TORCHVISION and not models.pretrained_status(name).cached:
+if kind == TORCHVISION and not tv_cached:
     fallback_reason = "ImageNet weights not cached"
 elif needs_file:
     fallback_reason = "no checkpoint chosen yet"
@@ -209,7 +212,7 @@ if fmap.dim() == 3:
     C, H, W = fmap.shape
     order = l2.radio("Order", ["strongest first", "index"], key="fm_order")
     scale = l3.radio("Colour scale", ["per channel", "shared"], key="fm_scale")
-    top_k = l4.slider("Channels shown", 1, C, min(C, 32), key=f"fm_topk_{C}")
+    top_k = l4.slider("Channels shown", 1, C, min(C, 32), key=f"fm_topk_{C}") if C > 1 else 1
     chans = features.channel_order(fmap, "mean" if order == "strongest first" else "index", top_k)
     grid = features.channel_grid(fmap, chans, shared=scale == "shared", tile=64 if H <= 64 else H)
     left, right = st.columns([1.5, 1], gap="large")
@@ -234,10 +237,10 @@ if fmap.dim() == 3:
         rf = li.rf
         if rf is not None and not rf.whole:
             r1, r2 = st.columns(2)
-            row = r1.slider("Cell row", 0, H - 1, H // 2, key=f"fm_row_{H}")
-            col = r2.slider("Cell column", 0, W - 1, W // 2, key=f"fm_col_{W}")
+            row = r1.slider("Cell row", 0, H - 1, H // 2, key=f"fm_row_{H}") if H > 1 else 0
+            col = r2.slider("Cell column", 0, W - 1, W // 2, key=f"fm_col_{W}") if W > 1 else 0
             boxed = draw_box(small.resize((320, 320), 0), rf.box(row, col), (size, size))
-            st.image(boxed, width="stretch")
+            st.image(boxed, width=320)
             st.caption(f"Receptive field of cell ({row}, {col}) of `{layer}`: {rf.size[0]:.0f}x{rf.size[1]:.0f} "
                        f"input pixels, neighbouring cells {rf.jump[0]:.0f} px apart (the total stride), computed "
                        f"through every conv and pooling before it (branches and shortcuts included). The box "

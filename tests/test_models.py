@@ -129,3 +129,6 @@ def test_build_count_counts():
     before = models.build_count("lenet5")
     models.create("lenet5")
     assert models.build_count("lenet5") == before + 1
+    with torch.device("meta"):
+        models.create("lenet5")  # shapes only: not a build
+    assert models.build_count("lenet5") == before + 1

@@ -76,7 +76,9 @@ def test_bad_shape():
 def test_profile_and_figure():
     s = summarize(create("lenet5"), (3, 32, 32))
     prof = spatial_profile(s)
-    assert [p["height"] for p in prof] == [28, 14, 10, 5]
-    assert [p["channels"] for p in prof] == [16, 16, 32, 32]
+    # input, then 32-5+1 = 28, pool /2 = 14, 14-5+1 = 10, pool /2 = 5
+    assert [p["height"] for p in prof] == [32, 28, 14, 10, 5]
+    assert [p["channels"] for p in prof] == [3, 16, 16, 32, 32]
+    assert prof[0]["name"] == "input"
     fig = profile_figure(s)
-    assert list(fig.data[0].y) == [28, 14, 10, 5] and list(fig.data[1].y) == [16, 16, 32, 32]
+    assert list(fig.data[0].y) == [32, 28, 14, 10, 5] and list(fig.data[1].y) == [3, 16, 16, 32, 32]

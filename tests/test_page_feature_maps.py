@@ -1,0 +1,282 @@
+"""AppTest: the Feature maps page on the page file itself.
+
+Default render with the shipped trained LeNet5 (grid, channel, receptive field, top-5, Grad-CAM),
+controls that change the pictures, no large model built before it is chosen, and uploads that
+must be refused (a pickle that would run code, garbage, another architecture's weights).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cnnviz import models
+from cnnviz.viewing import shipped_checkpoints
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "feature_maps.py")
+LARGE = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
+UPLOAD = "Upload a checkpoint"
+
+pytestmark = pytest.mark.skipif("lenet5" not in shipped_checkpoints(),
+                                reason="assets/checkpoints/lenet5-cifar10.safetensors is not shipped")
+
+
+class _Evil:
+    """Unpickling this opens (creates) a file: it stands in for arbitrary code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+
+def _urls(at: AppTest) -> list[str]:
+    return [im.value[0] for im in at.get("image")]
+
+
+def _caption(at: AppTest, text: str) -> str:
+    found = [c.value for c in at.caption if text in c.value]
+    assert found, f"no caption with {text!r}: {[c.value[:80] for c in at.caption]}"
+    return found[0]
+
+
+def _top5(at: AppTest):
+    """The top-5 table (class, probability), or None when the page shows none."""
+    found = [d.value for d in at.dataframe if "probability" in d.value.columns]
+    return found[0] if found else None
+
+
+def _builds() -> dict[str, int]:
+    return {n: models.build_count(n) for n in LARGE}
+
+
+@pytest.fixture()
+def at() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    _ok(at)
+    return at
+
+
+def test_default_render_trained_lenet_with_top5_and_gradcam():
+    before = _builds()
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    _ok(at)
+    assert _builds() == before, "a large model was built before anyone asked for it"
+    assert at.selectbox(key="fm_model").value == "lenet5"
+    assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"
+    # grid, channel large, channel over the input, receptive-field box, Grad-CAM
+    assert len(at.get("image")) == 5
+    assert "16 of the 16 channels of `conv_unit.0`" in _caption(at, "channels of")
+    rf = _caption(at, "Receptive field of cell")
+    assert "5x5 input pixels" in rf and "1 px apart" in rf  # one 5x5 conv, stride 1
+    top5 = _top5(at)
+    assert len(top5) == 5 and set(top5["class"]) <= {"airplane", "automobile", "bird", "cat", "deer", "dog",
+                                                     "frog", "horse", "ship", "truck"}
+    assert top5["probability"].is_monotonic_decreasing and 0 < top5["probability"].sum() <= 1.0001
+    cam = _caption(at, "Grad-CAM for")
+    assert f"**{top5['class'].iloc[0]}**" in cam  # explains the top class by default
+    assert "conv_unit.3" in cam  # the last layer with a spatial map
+    assert "cifar10-jpeg" in _caption(at, "normalised with mean") or "CIFAR" in _caption(at, "normalised with mean")
+
+
+def test_layer_channel_and_grid_options_change_the_pictures(at):
+    grid0, big0, over0, box0, cam0 = _urls(at)
+    grid_caption = _caption(at, "channels of")
+
+    at.radio(key="fm_order").set_value("index").run()
+    _ok(at)
+    assert _urls(at)[0] != grid0 and "in index order" in _caption(at, "channels of")
+    assert "channel numbers 0, 1, 2, 3" in _caption(at, "channels of")
+
+    at.radio(key="fm_scale").set_value("shared").run()
+    _ok(at)
+    assert "one shared scale from" in _caption(at, "channels of")
+
+    at.slider(key="fm_topk_16").set_value(4).run()
+    _ok(at)
+    assert "4 of the 16 channels" in _caption(at, "channels of")
+
+    channel = at.selectbox(key="fm_channel_conv_unit.0")
+    other = [c for c in channel.options if c != channel.value][0]
+    channel.set_value(int(other.split()[1])).run()
+    _ok(at)
+    urls = _urls(at)
+    assert urls[1] != big0 and urls[2] != over0
+    assert at.get("image")[1].captions[0].startswith(f"channel {int(other.split()[1])}, 28x28")
+
+    at.slider(key="fm_row_28").set_value(0).run()
+    at.slider(key="fm_col_28").set_value(0).run()
+    _ok(at)
+    assert _urls(at)[3] != box0 and "cell (0, 0)" in _caption(at, "Receptive field of cell")
+
+    at.selectbox(key="fm_layer_lenet5").set_value("conv_unit.2").run()
+    _ok(at)
+    new_grid = _caption(at, "channels of")
+    assert new_grid != grid_caption and "of the 32 channels of `conv_unit.2` (Conv2d, 10x10 each)" in new_grid
+    rf = _caption(at, "Receptive field of cell")
+    assert "14x14 input pixels" in rf and "2 px apart" in rf  # 5 + (2-1)*1 + (5-1)*2 = 14, stride 2
+    assert _urls(at)[0] != grid0
+
+    at.selectbox(key="fm_layer_lenet5").set_value("fc_unit.2").run()  # a vector, no spatial map
+    _ok(at)
+    assert "outputs a vector of 10 values" in at.info[0].value
+
+
+def test_gradcam_class_choice(at):
+    cam_url = _urls(at)[-1]
+    first = _top5(at)["class"].iloc[0]
+    choice = at.selectbox(key="fm_cam_class_lenet5")
+    target = next(i for i, label in enumerate(choice.options) if label != first)
+    choice.set_value(target).run()
+    _ok(at)
+    cam = _caption(at, "Grad-CAM for")
+    assert f"**{first}**" not in cam
+    assert _urls(at)[-1] != cam_url
+    at.selectbox(key="fm_cam_layer_lenet5").set_value("conv_unit.0").run()
+    _ok(at)
+    assert "`conv_unit.0`" in _caption(at, "Grad-CAM for")
+
+
+def test_sidebar_image_is_the_input():
+    """Pages read the image ui/image_state publishes in session state; another image, other maps."""
+    def render(img: Image.Image | None, label: str) -> AppTest:
+        at = AppTest.from_file(PAGE, default_timeout=120)
+        if img is not None:
+            at.session_state["cnnviz_image"] = img
+            at.session_state["cnnviz_image_label"] = label
+        at.run()
+        _ok(at)
+        return at
+
+    a = render(None, "")
+    half = Image.new("RGB", (64, 64), (20, 20, 200))
+    half.paste((250, 250, 20), (32, 0, 64, 64))
+    b = render(half, "two halves")
+    assert "two halves" in _caption(b, "normalised with mean")
+    assert _urls(a)[0] != _urls(b)[0] and _urls(a)[-1] != _urls(b)[-1]
+
+
+def test_random_weights_hide_predictions(at):
+    at.radio(key="fm_source_lenet5").set_value("Random weights").run()
+    _ok(at)
+    assert "random weights (seed 0)" in _caption(at, "normalised with mean")
+    assert any("These are random weights" in i.value for i in at.info)
+    assert _top5(at) is None
+    grid = _urls(at)[0]
+    at.number_input(key="fm_seed").set_value(3).run()
+    _ok(at)
+    assert "seed 3" in _caption(at, "normalised with mean") and _urls(at)[0] != grid
+
+
+def _upload(at: AppTest, name: str, raw: bytes) -> AppTest:
+    at.radio(key="fm_source_lenet5").set_value(UPLOAD).run()
+    _ok(at)
+    at.file_uploader(key="fm_upload").set_value((name, raw, "application/octet-stream")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _one_error(at: AppTest) -> str:
+    assert len(at.error) == 1, [e.value for e in at.error]
+    msg = at.error[0].value
+    assert "\n" not in msg and "Traceback" not in msg
+    assert "random weights (seed 0) while the weights could not be loaded" in _caption(at, "Showing lenet5")
+    return msg
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_malicious_pickle_upload_is_refused_and_does_not_run(at, tmp_path, how):
+    target = tmp_path / "pwned"
+    payload = {"state_dict": models.create("lenet5").state_dict(), "evil": _Evil(str(target))}
+    buf = io.BytesIO()
+    if how == "torch.save":
+        torch.save(payload, buf)
+    else:
+        pickle.dump(payload, buf)
+    probe = tmp_path / "probe"  # sanity: a plain unpickle of such an object does touch the file
+    pickle.loads(pickle.dumps(_Evil(str(probe))))
+    assert probe.exists()
+
+    _upload(at, "evil.pt", buf.getvalue())
+    msg = _one_error(at)
+    assert "Refused" in msg and "nothing in the file was run" in msg
+    assert not target.exists()
+
+
+def test_garbage_upload_says_so(at):
+    _upload(at, "notes.pth", b"these are not the weights you are looking for" * 10)
+    assert "Not a PyTorch or safetensors checkpoint" in _one_error(at)
+
+
+def test_other_architecture_names_the_mismatch(at):
+    buf = io.BytesIO()
+    torch.save(models.create("resnet_small").state_dict(), buf)
+    _upload(at, "resnet_small.pt", buf.getvalue())
+    msg = _one_error(at)
+    assert "does not fit lenet5" in msg
+    assert "missing: conv_unit.0.weight" in msg and "unexpected: fc.bias, fc.weight" in msg
+
+
+def test_good_upload_is_used(at):
+    torch.manual_seed(5)
+    buf = io.BytesIO()
+    torch.save(models.create("lenet5").state_dict(), buf)
+    _upload(at, "mine.pt", buf.getvalue())
+    _ok(at)
+    assert "uploaded mine.pt" in _caption(at, "normalised with mean")
+    assert any("names no classes" in w.value for w in at.warning)
+    assert len(_top5(at)) == 5  # trained = came from a file: predictions shown
+
+
+def test_torchvision_weights_not_cached_says_how(tmp_path, monkeypatch):
+    """Choosing ResNet-18 builds only ResNet-18; its ImageNet weights are offered with a how-to, never fetched."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.run()
+    before = _builds()
+    at.selectbox(key="fm_model").set_value("resnet18").run()
+    _ok(at)
+    after = _builds()
+    assert after["resnet18"] - before["resnet18"] <= 1  # built once (random weights) unless cached from before
+    assert {k: v for k, v in after.items() if k != "resnet18"} == {k: v for k, v in before.items() if k != "resnet18"}
+    radio = at.radio(key="fm_source_resnet18")
+    assert "torchvision ImageNet weights" in radio.options[-1] and "not downloaded" in radio.options[-1]
+    radio.set_value("torchvision ImageNet weights").run()
+    assert not at.exception
+    warn = at.warning[0].value
+    assert "resnet18-f37072fd.pth" in warn and str(tmp_path / "checkpoints") in warn
+    assert "ImageNet weights not cached" in _caption(at, "Showing resnet18")
+    assert not any(tmp_path.rglob("*.pth"))
+    assert "64 channels of `conv1` (Conv2d, 112x112 each)" in _caption(at, "channels of")
+
+
+def test_torchvision_weights_from_the_cache_give_imagenet_top5(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    st = models.pretrained_status("resnet18")
+    st.path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(models.create("resnet18", num_classes=1000).state_dict(), st.path)  # stands in for the real file
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.session_state["fm_model"] = "resnet18"
+    at.session_state["fm_source_resnet18"] = "torchvision ImageNet weights"
+    at.run()
+    _ok(at)
+    assert "in the local cache" in at.radio(key="fm_source_resnet18").options[-1]
+    assert "torchvision ImageNet weights (resnet18-f37072fd.pth)" in _caption(at, "normalised with mean")
+    top5 = _top5(at)
+    assert len(top5) == 5 and "Top-5 of 1000 classes" in _caption(at, "Top-5")
+    assert "layer4" in _caption(at, "Grad-CAM for")
