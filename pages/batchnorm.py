@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
-from ui.image_state import current_image, current_label
+from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 
 page_header(
@@ -47,7 +45,7 @@ def _bn(key: tuple, settings_key: tuple, passes: int, _feats: torch.Tensor, _set
 
 im = current_image()
 label = current_label()
-digest = hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}"
+digest = image_digest(im)
 samples = _sample_images()
 
 # ---- the batch ---------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from streamlit.errors import StreamlitAPIException
 from cnnviz import evaluate, features, plots, runs, scrub
 from cnnviz.checkpoints import CheckpointError
 from cnnviz.display import tensor_to_pil, upscale_nearest
-from ui.image_state import current_image, current_label
+from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 
 TILE = 96           # px of one example image
@@ -253,7 +252,7 @@ with tab_scrub:
             def _maps(run_path: str, epoch: int, layer: str, mtime: float, _image, image_key: str):
                 return scrub.maps_at(runs.load_run(Path(run_path)), epoch, layer, _image)
 
-            image_key = hashlib.sha1(image.tobytes()).hexdigest() + f"-{image.size}"
+            image_key = image_digest(image)
             try:
                 with st.spinner(f"Feature maps at epoch {epoch}…"):
                     em = _maps(str(run.path), int(epoch), layer, run.checkpoints[epoch].stat().st_mtime,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
@@ -21,12 +19,8 @@ page_header(
 import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz import display  # noqa: E402
+from ui.tensors import input_tensor  # noqa: E402
 from cnnviz.ops import OpError, pool, resample, view  # noqa: E402
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _input_tensor(digest: str, _im) -> torch.Tensor:
-    return display.pil_to_tensor(_im.convert("RGB"))
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)  # outputs can be ~200 MB each: keep few
@@ -65,8 +59,7 @@ def _shape(t: tuple) -> str:
 
 im = current_image()
 label = current_label()
-digest = hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}"
-x = _input_tensor(digest, im)
+x, digest = input_tensor(im)
 C, H, W = x.shape
 
 # =========================================== upsample ========================================

@@ -172,3 +172,10 @@ def show_input_warning() -> None:
     err = st.session_state.get(KEY_ERROR)
     if err:
         st.warning(err + " Showing the sample image instead.", icon=":material/warning:")
+
+
+def image_digest(im: Image.Image) -> str:
+    """A short content key for caching work on an image (pixels and size)."""
+    import hashlib
+
+    return hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}"
