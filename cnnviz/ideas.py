@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import nn
 
 from .receptive import trace
@@ -137,3 +138,29 @@ def residual_maps(x: torch.Tensor, seed: int = 0) -> ResidualDemo:
         s = fx + blk.extra(xb)
         out = blk(xb)
     return ResidualDemo(x, fx[0], s[0], out[0], sum(p.numel() for p in blk.parameters()))
+
+
+@dataclass
+class ResidualPictures:
+    """x, F(x), F(x) + x and relu(F(x) + x) as RGB pictures, with the numbers behind them."""
+
+    x: Image.Image
+    fx: Image.Image           # grey = 0; F(x) / (2 * fx_limit) added to mid-grey
+    sum: Image.Image          # F(x) + x, clipped to [0, 1]
+    out: Image.Image          # relu(F(x) + x), clipped to [0, 1]
+    fx_limit: float           # max |F(x)|: the grey picture's full scale
+    x_mean_abs: float         # mean |x|
+    fx_mean_abs: float        # mean |F(x)|: how big the learned change is next to x
+    negative: float           # fraction of F(x) + x below 0 (what the ReLU zeroes)
+
+
+def residual_pictures(demo: ResidualDemo) -> ResidualPictures:
+    """Pictures of a `residual_maps` result: the image, the change F(x) on grey, and the image after it."""
+    from .display import tensor_to_pil
+
+    lim = float(demo.fx.abs().max()) or 1.0
+    return ResidualPictures(
+        tensor_to_pil(demo.x), tensor_to_pil(0.5 + demo.fx / (2 * lim)), tensor_to_pil(demo.sum),
+        tensor_to_pil(demo.out), lim, float(demo.x.abs().mean()), float(demo.fx.abs().mean()),
+        float((demo.sum < 0).float().mean()),
+    )

@@ -112,13 +112,9 @@ with tab_layers:
 # ---- side by side -------------------------------------------------------------------------
 with tab_compare:
     rows = _compare()
-    df = pd.DataFrame(rows)
-    st.dataframe(df, hide_index=True, key="arch_compare_table", column_config={
-        "year": st.column_config.NumberColumn("year", format="%d"),
-        "parameters": st.column_config.NumberColumn("parameters", format="localized"),
-        "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.2f"),
-        "idea": st.column_config.TextColumn("the idea it introduced", width="large"),
-    })
+    st.table(pd.DataFrame([{"model": r["model"], "year": str(r["year"]), "depth": r["depth"], "input": r["input"],
+                            "parameters": f"{r['parameters']:,}", "GFLOPs": f"{r['GFLOPs']:.2f}",
+                            "the idea it introduced": r["idea"]} for r in rows]).set_index("model"))
     st.caption("The tutorial's classic networks. Parameters and FLOPs (1 multiply-add = 2 FLOPs) for one image at "
                "each model's own input size, the ImageNet models with 1000 classes, LeNet5 with 10. Depth counts "
                "weight layers on the longest path, as the papers do (the tutorial's LeNet5 has 4). Measured by "
@@ -131,8 +127,8 @@ with tab_compare:
         mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"},
         hovertemplate="%{text}<br>%{x:.2f} M parameters<br>%{y:.2f} GFLOPs<extra></extra>"))
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"title": "parameters (millions, log scale)", "type": "log"},
-                      yaxis={"title": "GFLOPs per image (log scale)", "type": "log"})
+                      xaxis={"title": "parameters (millions, log scale)", "type": "log", "dtick": 1},
+                      yaxis={"title": "GFLOPs per image (log scale)", "type": "log", "dtick": 1})
     st.plotly_chart(fig, width="stretch", key="arch_compare_fig")
     st.caption("Size vs cost, one dot per model: VGG-16 has the most of both; AlexNet's parameters sit mostly in "
                "its fully connected layers (cheap to run, costly to store); GoogLeNet and ResNet-50 go deep with "
@@ -141,7 +137,8 @@ with tab_compare:
 # ---- the ideas ----------------------------------------------------------------------------
 with tab_ideas:
     st.subheader("Stacked 3x3 kernels vs one larger kernel (VGG)")
-    c = st.number_input("Channels C (in = out)", min_value=1, max_value=1024, value=64, key="arch_idea_c")
+    c = st.columns([1, 3])[0].number_input("Channels C (in = out)", min_value=1, max_value=1024, value=64,
+                                           key="arch_idea_c")
     comps = [ideas.stacked_vs_single(int(c), 2), ideas.stacked_vs_single(int(c), 3)]
     st.dataframe(pd.DataFrame([{
         "compare": f"{k.n_stacked} x (3x3)  vs  1 x ({k.big_kernel}x{k.big_kernel})",
@@ -156,7 +153,7 @@ with tab_ideas:
                "are the 5x5 and 7x7 kernels that stacked 3x3s replace.)")
 
     st.subheader("A 1x1 convolution changes the channel count")
-    a, b = st.columns(2)
+    a, b, _ = st.columns([1, 1, 2])
     c_in = a.number_input("C in", 1, 2048, 256, key="arch_idea_cin")
     c_out = b.number_input("C out", 1, 2048, 64, key="arch_idea_cout")
     o = ideas.one_by_one(int(c_in), int(c_out), 28)
@@ -180,19 +177,22 @@ with tab_ideas:
 
     st.subheader("A residual block: x, F(x) and F(x) + x (ResNet)")
     im = current_image()
-    seed = st.number_input("Seed for the block's random weights", 0, 9999, 0, key="arch_idea_seed")
+    seed = st.columns([1, 3])[0].number_input("Seed for the block's random weights", 0, 9999, 0, key="arch_idea_seed")
     small = im.copy()
     small.thumbnail((128, 128))
     res = ideas.residual_maps(display.pil_to_tensor(small), int(seed))
-    lim = float(max(res.fx.abs().max(), res.sum.abs().max()))
+    pics = ideas.residual_pictures(res)
     cols = st.columns(4)
-    pics = [("x (the input)", display.upscale_nearest(small, 200)),
-            ("F(x), channel mean", display.upscale_nearest(display.signed_heatmap(res.fx.mean(0), lim), 200)),
-            ("F(x) + x, channel mean", display.upscale_nearest(display.signed_heatmap(res.sum.mean(0), lim), 200)),
-            ("relu(F(x) + x): the output", display.upscale_nearest(display.signed_heatmap(res.out.mean(0), lim), 200))]
-    for col, (title, pic) in zip(cols, pics):
-        col.image(pic, caption=title, width="stretch")
+    shown = [("x: the block's input", pics.x),
+             (f"F(x): the change (grey = 0, full scale ±{pics.fx_limit:.2f})", pics.fx),
+             ("F(x) + x", pics.sum),
+             ("relu(F(x) + x): the block's output", pics.out)]
+    for col, (title, pic) in zip(cols, shown):
+        col.image(display.upscale_nearest(pic, 200), caption=title, width="stretch")
     st.caption(f"The tutorial's ResBlk (3 -> 3 channels, so the shortcut is x itself; {res.params} parameters, "
-               f"seed {seed}) on {current_label()} ({small.width}x{small.height}). Blue < 0 < red, one scale "
-               f"(±{lim:.2f}) for all three maps. The block only has to learn the change F(x); the image "
-               "passes through the shortcut untouched, which is why very deep ResNets still train.")
+               f"seed {seed}) on {current_label()} ({small.width}x{small.height}), shown as RGB pictures. "
+               f"The branch F(x) = BN(conv(ReLU(BN(conv(x))))) is small next to x (mean |F(x)| = "
+               f"{pics.fx_mean_abs:.3f} vs mean |x| = {pics.x_mean_abs:.3f}), so F(x) + x is the image, slightly "
+               f"changed; the ReLU then zeroes the {pics.negative:.1%} of values below 0. The block only has to "
+               "learn the change; x passes through the shortcut untouched, which is why very deep ResNets "
+               "still train.")

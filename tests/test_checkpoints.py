@@ -149,3 +149,12 @@ def test_meta_is_json(tmp_path):
     header = json.loads(p.read_bytes()[8:8 + n])
     assert json.loads(header["__metadata__"]["meta"]) == {"k": [1, 2]}
     assert Path(p).suffix == ".safetensors"
+
+
+def test_dataset_label_for_captions():
+    from cnnviz.viewing import dataset_label
+
+    assert dataset_label("folder:../shared/data/cifar10-jpeg") == "cifar10-jpeg"
+    assert dataset_label("zip:/tmp/x/pets.zip") == "pets.zip"
+    assert dataset_label("folder:/data/mine/") == "mine"
+    assert dataset_label("cifar10") == "cifar10"

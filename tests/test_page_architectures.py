@@ -76,16 +76,17 @@ def test_default_render_lenet5_table_totals_and_classics_without_building_them()
     assert any("multiply-add as **2 FLOPs**" in c.value for c in at.caption)
     assert len([c for c in at.get("plotly_chart")]) == 2  # depth profile, classics scatter
 
-    classics = _table(at, "GFLOPs")
-    assert list(classics["model"]) == ["lenet5", "alexnet", "vgg16", "googlenet", "resnet18", "resnet50"]
-    by = classics.set_index("model")
-    assert by.loc["vgg16", "parameters"] == 138_357_544 and by.loc["resnet18", "parameters"] == 11_689_512
-    assert by.loc["lenet5", "parameters"] == 40_010 and by.loc["resnet50", "parameters"] == 25_557_032
-    assert list(by["year"]) == [1998, 2012, 2014, 2014, 2015, 2015]
-    assert list(by["depth"]) == [4, 8, 16, 22, 18, 50]
-    assert 30 < by.loc["vgg16", "GFLOPs"] < 32 and 3.5 < by.loc["resnet18", "GFLOPs"] < 3.8  # 15.5 / 1.8 GMACs
-    assert "Inception" in by.loc["googlenet", "idea"] and "Shortcut" in by.loc["resnet18", "idea"]
-    assert "Dropout" in by.loc["alexnet", "idea"] and "3x3" in by.loc["vgg16", "idea"]
+    by = at.table[0].value  # a static table (the idea column wraps), numbers as text
+    assert list(by.index) == ["lenet5", "alexnet", "vgg16", "googlenet", "resnet18", "resnet50"]
+    assert by.loc["vgg16", "parameters"] == "138,357,544" and by.loc["resnet18", "parameters"] == "11,689,512"
+    assert by.loc["lenet5", "parameters"] == "40,010" and by.loc["resnet50", "parameters"] == "25,557,032"
+    assert list(by["year"]) == ["1998", "2012", "2014", "2014", "2015", "2015"]
+    assert [int(d) for d in by["depth"]] == [4, 8, 16, 22, 18, 50]
+    gflops = by["GFLOPs"].astype(float)
+    assert 30 < gflops["vgg16"] < 32 and 3.5 < gflops["resnet18"] < 3.8  # 15.5 / 1.8 GMACs published
+    ideas = by["the idea it introduced"]
+    assert "Inception" in ideas["googlenet"] and "Shortcut" in ideas["resnet18"]
+    assert "Dropout" in ideas["alexnet"] and "3x3" in ideas["vgg16"]
 
 
 def test_model_and_input_size_change_the_table(at):
@@ -162,9 +163,11 @@ def test_residual_maps_follow_the_sidebar_image_and_seed():
         stripes.paste((10, 10, 10), (x, 0, x + 8, 64))
     b = render(stripes, "stripes")
     imgs_a, imgs_b = at_images(a), at_images(b)
-    assert [i.captions[0] for i in imgs_b] == ["x (the input)", "F(x), channel mean", "F(x) + x, channel mean",
-                                               "relu(F(x) + x): the output"]
+    caps = [i.captions[0] for i in imgs_b]
+    assert caps[0] == "x: the block's input" and caps[1].startswith("F(x): the change (grey = 0, full scale ±")
+    assert caps[2:] == ["F(x) + x", "relu(F(x) + x): the block's output"]
     assert all(u != v for u, v in zip(urls(imgs_a), urls(imgs_b)))
+    assert "mean |F(x)| = " in _caption(b, "The tutorial's ResBlk")
     cap = _caption(b, "The tutorial's ResBlk")
     assert "stripes (96x64)" in cap and "174 parameters" in cap  # 2 * (3*3*3*3) + 2 BN * 2 * 3 = 162 + 12
     fx = urls(imgs_b)[1]
