@@ -154,7 +154,7 @@ def profile_figure(summary: Summary, title: str = ""):
                      row=2, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
-    fig.update_layout(title=title or None, height=400, showlegend=False,
+    fig.update_layout(title=title or None, height=380, showlegend=False,
                       margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 10})
     fig.update_annotations(font_size=13)
     return fig

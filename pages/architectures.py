@@ -85,29 +85,26 @@ with tab_layers:
         m4.metric("Weights (float32)", f"{summ.param_bytes / 2**20:.1f} MB")
         m5.metric("Layers listed", len(summ.rows))
         st.caption(FLOP_NOTE)
-        left, right = st.columns([1.25, 1])
-        with left:
-            df = pd.DataFrame(summ.records())[["name", "type", "output_shape", "params", "flops", "macs"]]
-            st.dataframe(
-                df, hide_index=True, height=min(420, 35 * (len(df) + 1) + 3), key="arch_table",
-                column_config={
-                    "name": st.column_config.TextColumn("layer"),
-                    "output_shape": st.column_config.TextColumn("output (C x H x W)"),
-                    "params": st.column_config.NumberColumn("parameters", format="localized"),
-                    "flops": st.column_config.NumberColumn("FLOPs", format="localized"),
-                    "macs": st.column_config.NumberColumn("MACs", format="localized"),
-                },
-            )
-            st.caption(f"Every leaf layer of {name} in the order the forward pass calls it, for a batch of one "
-                       f"{channels}x{size}x{size} input (output {' x '.join(map(str, summ.output_shape[1:]))}). "
-                       "A module used twice (e.g. torchvision's shared ReLU) appears again, its parameters "
-                       f"counted once: the column sums to {summ.total_params:,}.")
-        with right:
-            st.plotly_chart(profile_figure(summ), width="stretch", key="arch_profile")
-            st.caption(f"How the picture changes with depth in {name}: the spatial size (top, from the "
-                       f"{size}x{size} input) shrinks at every stride or pooling while the channel count (bottom) "
-                       "grows: fewer positions, more kinds of feature. Only layers with a spatial output are "
-                       "plotted; hover for names.")
+        df = pd.DataFrame(summ.records())[["name", "type", "output_shape", "params", "flops", "macs"]]
+        st.dataframe(
+            df, hide_index=True, height=min(420, 35 * (len(df) + 1) + 3), key="arch_table", width="stretch",
+            column_config={
+                "name": st.column_config.TextColumn("layer"),
+                "output_shape": st.column_config.TextColumn("output (C x H x W)"),
+                "params": st.column_config.NumberColumn("parameters", format="localized"),
+                "flops": st.column_config.NumberColumn("FLOPs", format="localized"),
+                "macs": st.column_config.NumberColumn("MACs", format="localized"),
+            },
+        )
+        st.caption(f"Every leaf layer of {name} in the order the forward pass calls it, for a batch of one "
+                   f"{channels}x{size}x{size} input (output {' x '.join(map(str, summ.output_shape[1:]))}). "
+                   "A module used twice (e.g. torchvision's shared ReLU) appears again, its parameters "
+                   f"counted once: the column sums to {summ.total_params:,}.")
+        st.plotly_chart(profile_figure(summ), width="stretch", key="arch_profile")
+        st.caption(f"How the picture changes with depth in {name}: the spatial size (top, from the "
+                   f"{size}x{size} input) shrinks at every stride or pooling while the channel count (bottom) "
+                   "grows: fewer positions, more kinds of feature. Only layers with a spatial output are "
+                   "plotted; hover for names.")
 
 # ---- side by side -------------------------------------------------------------------------
 with tab_compare:
