@@ -186,12 +186,20 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int | None =
 
 
 def last_spatial_layer(layers: Sequence[LayerInfo]) -> str | None:
-    """The last layer whose output is still a spatial map (N,C,H,W) with H, W > 1: Grad-CAM's usual pick."""
-    best = None
-    for li in layers:
-        if len(li.shape) == 4 and li.shape[2] * li.shape[3] > 1 and li.depth >= 1:
-            best = li.name
-    return best
+    """Grad-CAM's usual pick: the module that outputs the network's final spatial feature maps.
+
+    The last output in forward order that is still a map (N,C,H,W) with H*W > 1 fixes the final
+    map size H x W; of the modules with outputs of that size, the outermost (smallest depth, then
+    the last called) is chosen: a whole stage such as torchvision's `layer4` or VGG's `features`, rather than
+    a layer inside a block (e.g. a shortcut's BatchNorm, which is not on the main path).
+    """
+    spatial = [li for li in layers if len(li.shape) == 4 and li.shape[2] * li.shape[3] > 1 and li.depth >= 1]
+    if not spatial:
+        return None
+    final = spatial[-1].shape[2:]
+    same = [li for li in spatial if li.shape[2:] == final]
+    top = min(li.depth for li in same)
+    return [li for li in same if li.depth == top][-1].name
 
 
 def predict(model: nn.Module, x: torch.Tensor, classes: Sequence[str] | None = None, k: int = 5

@@ -274,4 +274,15 @@ def test_predict_top5_names():
 
 
 def test_last_spatial_layer():
-    assert features.last_spatial_layer(features.list_layers(create("lenet5"), (3, 32, 32))) == "conv_unit.3"
+    def pick(name: str, size: int) -> str | None:
+        with torch.device("meta"):
+            m = create(name, num_classes=1000 if size == 224 else 10)
+        return features.last_spatial_layer(features.list_layers(m, (3, size, size)))
+
+    assert pick("lenet5", 32) == "conv_unit"         # the conv stack's output, 32x5x5
+    assert pick("resnet_small", 32) == "layers"      # all stages, not the last shortcut's BatchNorm
+    assert pick("resnet18", 224) == "layer4"
+    assert pick("googlenet", 224) == "inception5b"
+    assert pick("vgg16", 224) in ("features", "avgpool")  # both 512x7x7 at the top level
+    assert features.last_spatial_layer(features.list_layers(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)),
+                                                            (3, 2, 2))) is None

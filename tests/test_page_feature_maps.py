@@ -89,7 +89,7 @@ def test_default_render_trained_lenet_with_top5_and_gradcam():
     assert top5["probability"].is_monotonic_decreasing and 0 < top5["probability"].sum() <= 1.0001
     cam = _caption(at, "Grad-CAM for")
     assert f"**{top5['class'].iloc[0]}**" in cam  # explains the top class by default
-    assert "conv_unit.3" in cam  # the last layer with a spatial map
+    assert "`conv_unit`" in cam  # the conv stack's output: the last spatial maps
     assert "cifar10-jpeg" in _caption(at, "normalised with mean") or "CIFAR" in _caption(at, "normalised with mean")
 
 
@@ -280,3 +280,11 @@ def test_torchvision_weights_from_the_cache_give_imagenet_top5(tmp_path, monkeyp
     top5 = _top5(at)
     assert len(top5) == 5 and "Top-5 of 1000 classes" in _caption(at, "Top-5")
     assert "layer4" in _caption(at, "Grad-CAM for")
+
+
+def test_no_training_run_yet_says_where_to_make_one(at, tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path / "no-runs"))
+    at.radio(key="fm_source_lenet5").set_value("A training run").run()
+    _ok(at)
+    assert any("No training run with a checkpoint yet" in i.value for i in at.info)
+    assert "while no checkpoint chosen yet" in _caption(at, "Showing lenet5")
