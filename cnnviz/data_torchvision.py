@@ -54,6 +54,16 @@ def _to_tensors(ds) -> tuple[torch.Tensor, torch.Tensor]:
     return x.to(torch.uint8).contiguous(), y
 
 
+def _reason(exc: BaseException) -> str:
+    """One line from an exception: torchvision's download errors span several lines, the last
+    of which (e.g. "<urlopen error [Errno -2] Name or service not known>") says what went wrong."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0].rstrip(":") if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}"
+    return text[:240]
+
+
 def _load(name: str, download: bool, progress: Progress) -> RawSplits:
     import torchvision.datasets as tvd
 
@@ -68,7 +78,7 @@ def _load(name: str, download: bool, progress: Progress) -> RawSplits:
             cls(str(root), train=True, download=True)
             cls(str(root), train=False, download=True)
         except Exception as exc:  # no network, proxy, disk full...: say so plainly
-            reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            reason = _reason(exc)
             raise DatasetError(f"Downloading {name} failed ({reason}). This needs the network; offline, "
                                f"put {needs} in {where}.") from None
     report(progress, 0.1, f"reading {name} from {where}")
@@ -76,7 +86,7 @@ def _load(name: str, download: bool, progress: Progress) -> RawSplits:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except (RuntimeError, OSError, ValueError, EOFError) as exc:
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = _reason(exc)
         raise DatasetError(f"{name} is not available offline: {reason}. Use the Download button "
                            f"(needs the network) or put {needs} in {where}.") from None
     x, y = _to_tensors(train)
@@ -102,6 +112,15 @@ def expected_location(name: str) -> Path:
     return (data_root() / _SETS[name][1]).resolve()
 
 
+def expected_files(name: str) -> str:
+    """What the dataset's folder must hold when it is put there by hand."""
+    return _SETS[name][2]
+
+
 def is_present(name: str) -> bool:
     """True if the dataset's folder exists under the data root (it may still be incomplete)."""
-    return (data_root() / _SETS[name][1]).is_dir() and any(os.scandir(data_root() / _SETS[name][1]))
+    folder = data_root() / _SETS[name][1]
+    if not folder.is_dir():
+        return False
+    with os.scandir(folder) as it:
+        return any(True for _ in it)
