@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui.image_state import current_image, current_label
+from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 
 page_header(
@@ -188,7 +188,7 @@ model_key = key
 im = current_image()
 size, ch = loaded.input_size, loaded.in_channels
 x, small = features.preprocess(im, size, loaded.mean, loaded.std, ch)
-img_digest = hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}|{size}|{ch}"
+img_digest = f"{image_digest(im)}|{size}|{ch}"
 layers = _layers(f"{model_key}|{size}|{ch}", loaded.model, (ch, size, size))
 by_name = {li.name: li for li in layers}
 
