@@ -49,6 +49,33 @@ class _PILSet(torch.utils.data.Dataset):
         return self.t(self.ims[i]), self.labels[i]
 
 
+def measure(pipe: A.Pipeline, x: torch.Tensor, y: torch.Tensor, batch: int, dev: torch.device
+            ) -> tuple[float, float, list]:
+    """Images/s of the per-image PIL DataLoader path and of BatchAugmenter on `dev`, and its fallback steps."""
+    n = len(x)
+    ds = _PILSet(x, y, pipe.build())
+    dl = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=False, num_workers=0)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    for xb, _ in dl:
+        pass
+    per_image = n / (time.perf_counter() - t0)
+
+    ba = BatchAugmenter(pipe, dev, 10)
+    g = torch.Generator(device=dev).manual_seed(0)
+    xd, yd = x.to(dev), y.to(dev)
+    ba(xd[:batch], yd[:batch], g)          # warm-up
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        out, _ = ba(xd[i:i + batch], yd[i:i + batch], g)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    batched = n / (time.perf_counter() - t0)
+    return per_image, batched, list(ba.fallback_steps)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4096)
@@ -61,30 +88,9 @@ def main() -> None:
     print(f"{args.n} images 32x32 ({src}), batch {args.batch}, batched path on {dev}, "
           f"torch threads {torch.get_num_threads()}")
     for name in args.presets:
-        pipe = A.resolve(name)
-        ds = _PILSet(x, y, pipe.build())
-        dl = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=False, num_workers=0)
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        for xb, _ in dl:
-            pass
-        per_image = args.n / (time.perf_counter() - t0)
-
-        ba = BatchAugmenter(pipe, dev, 10)
-        g = torch.Generator(device=dev).manual_seed(0)
-        xd, yd = x.to(dev), y.to(dev)
-        ba(xd[:args.batch], yd[:args.batch], g)          # warm-up
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for i in range(0, args.n, args.batch):
-            out, _ = ba(xd[i:i + args.batch], yd[i:i + args.batch], g)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        batched = args.n / (time.perf_counter() - t0)
+        per_image, batched, fallback = measure(A.resolve(name), x, y, args.batch, dev)
         print(f"{name:16s} per-image PIL DataLoader {per_image:10,.0f} img/s | batched {batched:10,.0f} img/s | "
-              f"ratio {batched / per_image:6.1f}x | fallback steps: {ba.fallback_steps or 'none'}")
-
+              f"ratio {batched / per_image:6.1f}x | fallback steps: {fallback or 'none'}")
 
 if __name__ == "__main__":
     main()

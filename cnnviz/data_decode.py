@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from concurrent.futures import Executor
 
 import numpy as np
 import torch
@@ -134,11 +135,19 @@ def decode(data: bytes) -> torch.Tensor:
     return _finish(img)
 
 
-def decode_many(blobs: list[bytes | None]) -> list[torch.Tensor | None]:
+def _decode_jpegs(tv, blobs: list[bytes]) -> list[torch.Tensor]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tv[2]([_as_tensor(b) for b in blobs], mode=tv[0].UNCHANGED)
+
+
+def decode_many(blobs: list[bytes | None], pool: Executor | None = None, workers: int = 1
+                ) -> list[torch.Tensor | None]:
     """Decode a list of files' bytes; None where a file is missing, unreadable or too large.
 
-    JPEGs whose header size is within the limit go through one batched libjpeg-turbo call;
-    if that call fails (one corrupt file), they are retried one by one to find the culprit.
+    JPEGs whose header size is within the limit go through batched libjpeg-turbo calls, split
+    over `workers` threads of `pool` when given (the decoder releases the GIL: ~1.5x on 2 cores);
+    if a batch fails (one corrupt file), its files are retried one by one to find the culprit.
     """
     tv = _torchvision_io()
     out: list[torch.Tensor | None] = [None] * len(blobs)
@@ -154,14 +163,19 @@ def decode_many(blobs: list[bytes | None]) -> list[torch.Tensor | None]:
         else:
             rest.append(i)
     if jpeg_idx:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                imgs = tv[2]([_as_tensor(blobs[i]) for i in jpeg_idx], mode=tv[0].UNCHANGED)
-            for i, img in zip(jpeg_idx, imgs):
-                out[i] = _finish(img)
-        except (RuntimeError, ValueError):
-            rest += jpeg_idx
+        parts = [jpeg_idx]
+        if pool is not None and workers > 1 and len(jpeg_idx) >= 64 * workers:
+            step = -(-len(jpeg_idx) // workers)
+            parts = [jpeg_idx[i:i + step] for i in range(0, len(jpeg_idx), step)]
+        if len(parts) > 1:
+            futures = [pool.submit(_decode_jpegs, tv, [blobs[i] for i in part]) for part in parts]
+        for k, part in enumerate(parts):
+            try:
+                imgs = futures[k].result() if len(parts) > 1 else _decode_jpegs(tv, [blobs[i] for i in part])
+                for i, img in zip(part, imgs):
+                    out[i] = _finish(img)
+            except (RuntimeError, ValueError):
+                rest += part
     for i in rest:
         try:
             out[i] = decode(blobs[i])

@@ -227,9 +227,9 @@ def _count_decodes(monkeypatch) -> list[int]:
     calls = [0]
     real = data_files.decode_many
 
-    def counting(blobs):
+    def counting(*args):
         calls[0] += 1
-        return real(blobs)
+        return real(*args)
     monkeypatch.setattr(data_files, "decode_many", counting)
     return calls
 
@@ -240,7 +240,7 @@ def test_second_load_reads_the_cache_not_the_files(dirs, monkeypatch):
     first = D.load_dataset(f"folder:{root}", "train")
     assert list((dirs / "cache").glob("folder-*.safetensors"))
 
-    def broken(blobs):
+    def broken(*args):
         raise AssertionError("decoded again instead of reading the cache")
     monkeypatch.setattr(data_files, "decode_many", broken)
     monkeypatch.setattr(data_decode, "decode", broken)
