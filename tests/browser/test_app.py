@@ -17,7 +17,8 @@ from PIL import Image
 
 from ui.nav import PAGES
 
-from .server import ROOT, exceptions, goto_via_sidebar, main_text, sidebar_text, sidebar_upload, wait_idle
+from .server import (ROOT, exceptions, goto_via_sidebar, main_text, running_app, sidebar_text, sidebar_upload,
+                     wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -151,23 +152,25 @@ def test_sample_choice_and_size_persist_across_pages(app_page, app_url, artifact
     assert "composited over white" in side  # the loader's note reaches the user
 
 
-def test_every_page_opens_by_its_own_address(browser, app_url, artifacts):
+def test_every_page_opens_by_its_own_address(browser, artifacts):
     """A bookmarked or shared link (/train, /feature-maps, ...) opens that page itself, in the
-    app's navigation and wide layout, not a 'page not found' or Streamlit's pages/ listing."""
-    for p in PAGES:
-        tab = browser.new_page(viewport={"width": 1400, "height": 900})
-        try:
-            tab.goto(f"{app_url}/{'' if p.url == 'home' else p.url}")
-            wait_idle(tab)
-            assert not exceptions(tab), p.title
-            assert "page not found" not in tab.content().lower(), p.title
-            links = tab.locator('[data-testid="stSidebarNavLink"]')
-            assert links.count() == len(PAGES), f"{p.title}: the sidebar lists {links.all_inner_texts()}"
-            active = tab.locator('[data-testid="stSidebarNavLink"][aria-current="page"]')
-            assert active.count() == 1 and p.title in active.inner_text(), (p.title, active.all_inner_texts())
-            heading = tab.locator('[data-testid="stMain"] h1').first.inner_text()
-            assert heading.strip(), p.title
-            width = tab.evaluate('document.querySelector(\'[data-testid="stMainBlockContainer"]\').clientWidth')
-            assert width > 1000, f"{p.title}: narrow layout ({width}px)"  # layout="wide"
-        finally:
-            tab.close()
+    app's navigation and wide layout, not Streamlit's pages/ listing, even as the very first
+    request to a freshly started server (Streamlit's old pages/ mode applies until then)."""
+    with running_app(timeout=120) as fresh_url:
+        for p in [q for q in PAGES if q.url != "home"][::-1] + [PAGES[0]]:  # /runs comes first
+            tab = browser.new_page(viewport={"width": 1400, "height": 900})
+            try:
+                tab.goto(f"{fresh_url}/{'' if p.url == 'home' else p.url}")
+                wait_idle(tab)
+                assert not exceptions(tab), p.title
+                assert "page not found" not in tab.content().lower(), p.title
+                links = tab.locator('[data-testid="stSidebarNavLink"]')
+                assert links.count() == len(PAGES), f"{p.title}: the sidebar lists {links.all_inner_texts()}"
+                active = tab.locator('[data-testid="stSidebarNavLink"][aria-current="page"]')
+                assert active.count() == 1 and p.title in active.inner_text(), (p.title, active.all_inner_texts())
+                assert tab.locator('[data-testid="stMain"] h1').first.inner_text().strip(), p.title
+                assert "Using " in sidebar_text(tab), f"{p.title}: no sidebar image picker"
+                width = tab.evaluate('document.querySelector(\'[data-testid="stMainBlockContainer"]\').clientWidth')
+                assert width > 1000, f"{p.title}: narrow layout ({width}px)"  # layout="wide"
+            finally:
+                tab.close()
