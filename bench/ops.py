@@ -14,6 +14,7 @@ minimum is the run least disturbed by other processes. Nothing here is asserted;
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+logging.disable(logging.WARNING)  # no bare-mode Streamlit warnings between the figures
 
 from cnnviz import display, images  # noqa: E402
 from cnnviz.ops import batchnorm, conv, kernels, pool, resample, view  # noqa: E402
