@@ -6,6 +6,9 @@ In one run, alternately (A, B, A, B): A = `cnnviz.train.fit` in a subprocess wit
 (the CLI's path); B = the same config started from the Train page in headless chromium, whose
 live view polls the job every second until it ends. Prints each run's mean training images/s
 (from metrics.jsonl epoch lines) and the ratio B/A. Needs chromium + playwright.
+C = started from the page, then the tab is closed: the job trains in the server process with
+nobody polling. C/A near 1 with B/A lower means the cost is the browser drawing the live view
+on the same cores (headless Chromium renders in software here), not the server.
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ def run_plain(cfg: dict, root: Path) -> float:
     return _ips(run_dir)
 
 
-def run_page(cfg: dict, page, url: str, root: Path) -> float:
-    from tests.browser.server import goto_via_sidebar, main_text
+def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False) -> float:
+    """Start the run from the Train page; watch it to the end, or (`leave`) close the view at once
+    (the job trains on in the server with nobody polling) and wait for its metrics to say done."""
+    from tests.browser.server import goto_via_sidebar, main_text, wait_idle
 
     goto_via_sidebar(page, url, "train")
     button = page.get_by_role("button", name=re.compile("Start training"))
@@ -52,6 +57,19 @@ def run_page(cfg: dict, page, url: str, root: Path) -> float:
     before = set(p.name for p in root.iterdir())
     button.click()
     deadline = time.time() + 1800
+    if leave:
+        while not [p for p in root.iterdir() if p.name not in before] and time.time() < deadline:
+            time.sleep(0.2)
+        page.goto("about:blank")
+        run_dir = next(p for p in root.iterdir() if p.name not in before)
+        while time.time() < deadline:
+            log = run_dir / "metrics.jsonl"
+            if log.exists() and '"kind": "done"' in log.read_text():
+                page.goto(url)
+                wait_idle(page)
+                return _ips(run_dir)
+            time.sleep(0.5)
+        raise TimeoutError("the page run did not finish")
     while time.time() < deadline:
         new = [p for p in root.iterdir() if p.name not in before]
         if new and re.search(re.escape(new[0].name) + r"\s*·\s*(finished|stopped|error|diverged)", main_text(page)):
@@ -76,7 +94,7 @@ def main() -> None:
 
     from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle
 
-    plain, page_ips = [], []
+    plain, page_ips, left = [], [], []
     with running_app(timeout=120) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -86,11 +104,14 @@ def main() -> None:
         for _ in range(args.pairs):
             plain.append(run_plain(cfg, root))
             page_ips.append(run_page(cfg, page, url, root))
-            print(f"plain {plain[-1]:,.0f} img/s | page open {page_ips[-1]:,.0f} img/s", flush=True)
+            left.append(run_page(cfg, page, url, root, leave=True))
+            print(f"plain {plain[-1]:,.0f} img/s | page open {page_ips[-1]:,.0f} img/s | "
+                  f"started from the page, tab closed {left[-1]:,.0f} img/s", flush=True)
         browser.close()
-    a, b = sum(plain) / len(plain), sum(page_ips) / len(page_ips)
+    a, b, c = (sum(v) / len(v) for v in (plain, page_ips, left))
     print(json.dumps({"config": cfg, "plain_images_per_s": round(a), "page_images_per_s": round(b),
-                      "ratio_page_over_plain": round(b / a, 3)}))
+                      "ratio_page_over_plain": round(b / a, 3), "tab_closed_images_per_s": round(c),
+                      "ratio_tab_closed_over_plain": round(c / a, 3), "cpus": os.cpu_count()}))
 
 
 if __name__ == "__main__":

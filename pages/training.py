@@ -14,7 +14,9 @@ from cnnviz.device import available_devices
 from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig
 from ui.layout import page_header, user_error
 
-POLL_S = 1.0          # live view refresh period (seconds); the fragment only reads a snapshot
+POLL_S = 1.0          # live status refresh period (seconds); the fragment only reads a snapshot
+CHART_POLL_S = 3.0    # live charts refresh period: redrawing plotly charts costs the browser CPU time
+                      # that a CPU-bound run on a small machine would otherwise use
 MAX_ENDED_SHOWN = 4   # ended runs of this process shown below the live ones
 STUDIO = "studio pipeline"
 PATH_CHOICE = "folder or zip (path below)"
@@ -289,7 +291,13 @@ STATUS_ICON = {"starting": ":material/hourglass_top:", "running": ":blue[:materi
 
 
 def _draw_run(snap: dict, live: bool) -> None:
-    """Status, progress, figures and actions of one run snapshot (cheap: a few plotly figures)."""
+    """Status, progress, metrics and figures of one ended run's snapshot."""
+    _draw_status(snap, live)
+    _draw_charts(snap)
+
+
+def _draw_status(snap: dict, live: bool) -> None:
+    """Status line, progress bar with ETA, error and advice, and the headline metrics."""
     rid, cfg = snap["run_id"], snap.get("config", {})
     steps, epochs = snap.get("steps", []), snap.get("epochs", [])
     status = snap["status"]
@@ -321,6 +329,14 @@ def _draw_run(snap: dict, live: bool) -> None:
     m[3].metric("Elapsed", _fmt_s(last_step.get("elapsed_s") or last_ep.get("elapsed_s")) if (steps or epochs) else "–")
     m[4].metric("Memory", " ".join((snap.get("memory") or "–").split()[:2]),
                 help=snap.get("memory") or "Shown while the run trains.")
+
+
+def _draw_charts(snap: dict) -> None:
+    """Loss per step, accuracy per epoch, lr and throughput (plotly, updated in place)."""
+    rid, cfg = snap["run_id"], snap.get("config", {})
+    steps, epochs = snap.get("steps", []), snap.get("epochs", [])
+    last_step = steps[-1] if steps else {}
+    last_ep = epochs[-1] if epochs else {}
     if not steps and not epochs:
         return
     c1, c2, c3 = st.columns(3)
@@ -342,17 +358,30 @@ def _draw_run(snap: dict, live: bool) -> None:
 
 
 @st.fragment(run_every=POLL_S)
-def _live_run(run_id: str) -> None:
+def _live_status(run_id: str) -> None:
     """Redrawn every POLL_S seconds from the job's snapshot; hands back to the page when the run ends."""
     job = jobs.get_job(run_id)
     if job is None:
         st.warning(f"Run {run_id} is no longer known to this server.")
         return
     snap = job.snapshot()
-    _draw_run(snap, live=snap["alive"])
+    _draw_status(snap, live=snap["alive"])
     _actions(snap, live=snap["alive"])
     if not snap["alive"]:
         st.rerun()  # the run ended: redraw the page once with the static view (no more polling)
+
+
+@st.fragment(run_every=CHART_POLL_S)
+def _live_charts(run_id: str) -> None:
+    """The run's charts, redrawn every CHART_POLL_S seconds while it trains."""
+    job = jobs.get_job(run_id)
+    if job is not None:
+        _draw_charts(job.snapshot())
+
+
+def _live_run(run_id: str) -> None:
+    _live_status(run_id)
+    _live_charts(run_id)
 
 
 # ---------------------------------------------------------------- runs of this server process
@@ -365,7 +394,8 @@ if not all_jobs:
     st.info("No run started on this server yet: fill the form above and press **Start training**.",
             icon=":material/info:")
 st.caption(f"{len(live_jobs)} training now, {len(all_jobs) - len(live_jobs)} ended. Live views refresh every "
-           f"{POLL_S:g} s from the run's in-memory snapshot; a refreshed or reopened page reattaches here.")
+           f"{POLL_S:g} s (charts every {CHART_POLL_S:g} s) from the run's in-memory snapshot; a refreshed or "
+           "reopened page reattaches here.")
 for job in live_jobs:
     with st.container(border=True, key=f"train_run_{job.run_id}"):
         _live_run(job.run_id)

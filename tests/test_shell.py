@@ -43,6 +43,12 @@ def test_server_binds_localhost_headless_safe(config):
     assert server.get("runOnSave", False) is False
 
 
+def test_no_full_gc_after_every_rerun(config):
+    # a gc.collect(2) after every fragment rerun held the GIL ~0.1 s a poll and slowed runs
+    # watched on the Train page (bench/page_polling.py: 0.60 of the CLI's throughput with it)
+    assert config["runner"]["postScriptGC"] is False
+
+
 def test_no_usage_stats_and_minimal_toolbar(config):
     assert config["browser"]["gatherUsageStats"] is False
     assert config["client"]["toolbarMode"] == "minimal"
