@@ -26,20 +26,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from bench import timing  # noqa: E402
 from cnnviz import features, models  # noqa: E402
 
 LAYERS = ["layer1.0.conv1", "layer3.0.relu:2", "layer4.1.relu:2"]  # early, middle, last spatial output
 
 
 def best(fn, repeat: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+    return timing.best(fn, repeat, warmup)
 
 
 def pair(a, b, repeat: int) -> tuple[float, float]:

@@ -29,18 +29,13 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 logging.disable(logging.WARNING)  # no bare-mode Streamlit warnings between the figures
 
+from bench.timing import best  # noqa: E402
 from cnnviz import display, images  # noqa: E402
 from cnnviz.ops import batchnorm, conv, kernels, pool, resample, view  # noqa: E402
 
 
 def timeit(fn, repeat: int) -> float:
-    fn()  # warm-up (allocator, lazy init)
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+    return best(fn, repeat, warmup=1)  # one warm-up call (allocator, lazy init)
 
 
 def page_times(page: str, im, repeat: int) -> tuple[float, float, float]:
