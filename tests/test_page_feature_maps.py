@@ -288,3 +288,62 @@ def test_no_training_run_yet_says_where_to_make_one(at, tmp_path, monkeypatch):
     _ok(at)
     assert any("No training run with a checkpoint yet" in i.value for i in at.info)
     assert "while no checkpoint chosen yet" in _caption(at, "Showing lenet5")
+
+
+# ---- weights from a training run (chosen here, or handed over by the Runs page) ---------------
+
+SHAPE_CLASSES = {"circle", "square", "triangle", "star", "cross", "ring", "diamond", "hexagon", "heart", "arrow"}
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A tiny finished LeNet5 run on `shapes` in its own runs folder."""
+    import os
+
+    from cnnviz import jobs
+    from cnnviz.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("fm-runs")
+    old = os.environ.get("CNNVIZ_RUNS")
+    os.environ["CNNVIZ_RUNS"] = str(root)
+    job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
+                                     limit_train=256, limit_test=64))
+    job.join(180)
+    assert job.snapshot()["status"] == "finished"
+    yield Path(job.run_dir)
+    if old is None:
+        os.environ.pop("CNNVIZ_RUNS", None)
+    else:
+        os.environ["CNNVIZ_RUNS"] = old
+
+
+def _top5_classes(at: AppTest) -> set[str]:
+    frames = [d.value for d in at.dataframe if "class" in getattr(d.value, "columns", [])]
+    assert frames, "no top-5 table"
+    return set(frames[0]["class"])
+
+
+def test_weights_from_a_training_run(shapes_run):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.radio(key="fm_source_lenet5").set_value("A training run").run()
+    _ok(at)
+    run = at.selectbox(key="fm_run").value
+    assert run.run_id == shapes_run.name
+    top = _top5_classes(at)
+    assert len(top) == 5 and top <= SHAPE_CLASSES, top  # the run's own class names, not CIFAR-10's
+    assert any("Grad-CAM for" in c.value for c in at.caption)
+
+
+def test_checkpoint_handed_over_by_the_runs_page(shapes_run):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["feature_maps_checkpoint"] = str(shapes_run / "last.safetensors")
+    at.run()
+    _ok(at)
+    assert at.radio(key="fm_source_lenet5").value == "From the Runs page"
+    assert _top5_classes(at) <= SHAPE_CLASSES
+    at.button(key="fm_clear_handoff").click().run()
+    _ok(at)
+    assert "feature_maps_checkpoint" not in at.session_state
+    assert _top5_classes(at) <= {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                 "ship", "truck"}  # back to the shipped CIFAR-10 weights
