@@ -36,7 +36,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cuda | mps | cpu
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
-    channels_last: bool = False
+    channels_last: bool = True  # NHWC: faster convs on CUDA and, measured here, on CPU too
     compile: bool = False
     limit_train: int | None = None
     limit_test: int | None = None

@@ -61,7 +61,7 @@ def _augment_choices() -> list[str]:
 
 DEFAULTS = {"train_model": "lenet5", "train_dataset": "shapes", "train_augment": "none",
             "train_optimizer": "adam", "train_lr": 1e-3, "train_schedule": "constant", "train_epochs": 3,
-            "train_batch": 128, "train_device": "auto", "train_precision": "auto", "train_channels_last": False,
+            "train_batch": 128, "train_device": "auto", "train_precision": "auto", "train_channels_last": True,
             "train_momentum": 0.9, "train_nesterov": False, "train_wd": 0.0, "train_ls": 0.0, "train_seed": 0,
             "train_limit_train": 0, "train_limit_test": 0, "train_path": ""}
 

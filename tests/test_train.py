@@ -120,8 +120,9 @@ def test_fit_events_ordered_finite_and_files_written(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text()) == tiny(epochs=2).to_dict()
 
 
-def test_training_lowers_the_loss(tmp_path):
-    evs = events(tiny(epochs=3, limit_train=1024), tmp_path)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_lowers_the_loss(tmp_path, channels_last):
+    evs = events(tiny(epochs=3, limit_train=1024, channels_last=channels_last), tmp_path)
     ep = [e.data for e in evs if e.kind == "epoch"]
     assert ep[-1]["train_loss"] < ep[0]["train_loss"]
     assert ep[-1]["test_acc"] > 0.15  # 10 classes: chance is 0.1
