@@ -15,7 +15,7 @@ from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig
 from ui.layout import page_header, user_error
 
 POLL_S = 1.0          # live status refresh period (seconds); the fragment only reads a snapshot
-CHART_POLL_S = 3.0    # live charts refresh period: redrawing plotly charts costs the browser CPU time
+CHART_POLL_S = 2.0    # live charts refresh period: redrawing plotly charts costs the browser CPU time
                       # that a CPU-bound run on a small machine would otherwise use
 MAX_ENDED_SHOWN = 4   # ended runs of this process shown below the live ones
 STUDIO = "studio pipeline"

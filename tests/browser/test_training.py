@@ -59,10 +59,10 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts
     assert "New run" in text and "Start training" in text
     assert not re.search(r"\d{8}-\d{6}-lenet5-shapes", text), "a run started before Start was pressed"
 
-    # run 1: LeNet5 on shapes, two epochs of 6000 images in batches of 16 (so it lasts long enough
+    # run 1: LeNet5 on shapes, three epochs of 8000 images in batches of 16 (so it lasts long enough
     # for the charts, redrawn every CHART_POLL_S seconds, to change while it trains)
-    _set_number(page, "Epochs", 2)
-    _set_number(page, "Train images (0 = all)", 6000)
+    _set_number(page, "Epochs", 3)
+    _set_number(page, "Train images (0 = all)", 8000)
     _set_number(page, "Test images (0 = all)", 1000)
     slider = page.get_by_role("slider").filter(has=page.locator("xpath=.")).nth(1)  # lr=0, batch=1
     slider.focus()
