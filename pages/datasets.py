@@ -164,7 +164,7 @@ with right:
     st.markdown(table)
     st.caption("Computed over every pixel of the **train** split (whichever split is shown), in the [0, 1] units "
                "that ToTensor / ToDtype(scale=True) give. Normalize with them so each channel has mean 0 and std 1:")
-    st.code(S.normalize_code(ds.mean, ds.std), language="python")
+    st.code(S.normalize_code(ds.mean, ds.std), language="python", wrap_lines=True)
     notes = S.normalize_notes(ds.mean, ds.std)
     if notes:
         lines = []
