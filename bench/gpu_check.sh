@@ -4,7 +4,11 @@
 # bf16 autocast + channels_last, images/s and test accuracy per epoch; figures to $OUT/gpu_check.json.
 #   bash bench/gpu_check.sh [extra args for bench/gpu_check.py, e.g. --only airbench]
 # Data: $CNNVIZ_GPU_DATA, else ../shared/data/cifar10-jpeg, else shared/data/cifar10-jpeg (an ImageFolder
-# tree); without one it measures throughput on the built-in shapes set and says so.
+# tree), else the packed copy in .gpu-data/ (unpacked to /tmp); without one it measures throughput on
+# the built-in shapes set and says so.
+# On the lent device (no network, 64 MiB a call, ../shared does not travel), from a session here:
+#   python bench/gpu_data.py pack          # once: .gpu-data/cifar10.{bin,json}, 55 MiB, git-ignored
+#   device run: command "bash bench/gpu_check.sh", carry [".gpu-data"], timeout_s 420
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -18,6 +22,9 @@ DATA=""
 for d in "${CNNVIZ_GPU_DATA:-}" ../shared/data/cifar10-jpeg shared/data/cifar10-jpeg; do
   if [ -n "$d" ] && [ -d "$d/train" ]; then DATA="$d"; break; fi
 done
+if [ -z "$DATA" ] && [ -f .gpu-data/cifar10.bin ]; then
+  "$PY" bench/gpu_data.py unpack --src .gpu-data --out /tmp/cifar10-jpeg && DATA=/tmp/cifar10-jpeg
+fi
 OUTDIR="${OUT:-/tmp/cnnviz-gpu-check}"
 mkdir -p "$OUTDIR"
 export CNNVIZ_RUNS=/tmp/cnnviz-gpu-runs CNNVIZ_CACHE=/tmp/cnnviz-gpu-cache CNNVIZ_DATA=/tmp/cnnviz-gpu-data
