@@ -7,21 +7,16 @@ residual block's maps for the sidebar image; controls that change the output.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnviz import models
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "architectures.py")
+from .pagetest import ok, open_page, page_path
+
+PAGE = page_path("architectures")
 LARGE = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
 
 
 def _builds() -> dict[str, int]:
@@ -46,17 +41,15 @@ def _caption(at: AppTest, text: str) -> str:
 
 @pytest.fixture()
 def at() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=120)
+    ok(at)
     return at
 
 
 def test_default_render_lenet5_table_totals_and_classics_without_building_them():
     before = _builds()
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=120)
+    ok(at)
     assert _builds() == before, "a large model was built before anyone asked for it"
 
     layers = _table(at, "flops")
@@ -92,7 +85,7 @@ def test_default_render_lenet5_table_totals_and_classics_without_building_them()
 def test_model_and_input_size_change_the_table(at):
     flops = _metric(at, "FLOPs")
     at.selectbox(key="arch_model").set_value("resnet_small").run()
-    _ok(at)
+    ok(at)
     table = _table(at, "flops")
     assert table["params"].sum() == sum(p.numel() for p in models.create("resnet_small").parameters())
     assert _metric(at, "FLOPs") != flops
@@ -101,7 +94,7 @@ def test_model_and_input_size_change_the_table(at):
     assert "layers.1.0.extra.0" in set(table["name"])     # 1x1 conv shortcut where the shape changes
     small = _metric(at, "FLOPs")
     at.number_input(key="arch_size_resnet_small").set_value(64).run()
-    _ok(at)
+    ok(at)
     assert _metric(at, "FLOPs") != small
     assert _table(at, "flops")["output_shape"].iloc[0] == "16 x 64 x 64"
     assert "3x64x64" in _caption(at, "Every leaf layer")
@@ -110,7 +103,7 @@ def test_model_and_input_size_change_the_table(at):
 def test_choosing_a_large_model_builds_only_that_one(at):
     before = _builds()
     at.selectbox(key="arch_model").set_value("resnet18").run()
-    _ok(at)
+    ok(at)
     after = _builds()
     assert after["resnet18"] - before["resnet18"] <= 1  # built on request (or cached from an earlier request)
     assert {k: v for k, v in after.items() if k != "resnet18"} == {k: v for k, v in before.items() if k != "resnet18"}
@@ -134,13 +127,13 @@ def test_worked_ideas_numbers(at):
     assert f"{2 * 9 * c * c:,}" in kernels["weights"].iloc[0] and f"{25 * c * c:,}" in kernels["weights"].iloc[0]
     assert f"{3 * 9 * c * c:,}" in kernels["weights"].iloc[1] and f"{49 * c * c:,}" in kernels["weights"].iloc[1]
     at.number_input(key="arch_idea_c").set_value(8).run()
-    _ok(at)
+    ok(at)
     assert f"{2 * 9 * 8 * 8:,}" in _table(at, "receptive field")["weights"].iloc[0]
 
     one = next(m.value for m in at.markdown if "1x1 conv" in m.value)
     assert "(1, 256, 28, 28)" in one and "(1, 64, 28, 28)" in one and f"{256 * 64 + 64:,} parameters" in one
     at.number_input(key="arch_idea_cout").set_value(32).run()
-    _ok(at)
+    ok(at)
     assert f"{256 * 32 + 32:,} parameters" in next(m.value for m in at.markdown if "1x1 conv" in m.value)
 
     inc = _table(at, "what it does")
@@ -154,7 +147,7 @@ def test_residual_maps_follow_the_sidebar_image_and_seed():
             at.session_state["cnnviz_image"] = img
             at.session_state["cnnviz_image_label"] = label
         at.run()
-        _ok(at)
+        ok(at)
         return at
 
     a = render(None, "")
@@ -172,7 +165,7 @@ def test_residual_maps_follow_the_sidebar_image_and_seed():
     assert "stripes (96x64)" in cap and "174 parameters" in cap  # 2 * (3*3*3*3) + 2 BN * 2 * 3 = 162 + 12
     fx = urls(imgs_b)[1]
     b.number_input(key="arch_idea_seed").set_value(1).run()
-    _ok(b)
+    ok(b)
     assert urls(at_images(b))[1] != fx and "seed 1" in _caption(b, "The tutorial's ResBlk")
 
 

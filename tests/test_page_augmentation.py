@@ -11,14 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz import augment as A
 
-PAGE = "../pages/augmentation.py"
+from .pagetest import open_page, page_path
+
+PAGE = page_path("augmentation")
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=90)
 
 
 def _grid(at: AppTest, n: int = 12) -> list[str]:

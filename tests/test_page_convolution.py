@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "convolution.py")
+from .pagetest import ok, open_page, page_path
+
+PAGE = page_path("convolution")
 
 
 def _images(at) -> list:
     return list(at.get("image"))
 
 
-def _ok(at) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-
-
 @pytest.fixture()
 def at() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=90)
+    ok(at)
     return at
 
 
@@ -36,23 +30,23 @@ def test_default_render_and_controls_change_output(at):
     assert "H_out = floor(" in at.markdown[-1].value or any("H_out = floor(" in m.value for m in at.markdown)
 
     at.selectbox(key="conv_preset").set_value("box blur").run()
-    _ok(at)
+    ok(at)
     assert _images(at)[1].value[0] != out_url
     assert "the same" in at.success[0].value
 
     before = [m.value for m in at.markdown if "H_out" in m.value][0]
     at.slider(key="conv_stride").set_value(2).run()
-    _ok(at)
+    ok(at)
     after = [m.value for m in at.markdown if "H_out" in m.value][0]
     assert before != after and "/ 2) + 1" in after
     params_before = at.metric[1].value
     at.select_slider(key="conv_k").set_value(4).run()  # even kernel
-    _ok(at)
+    ok(at)
     assert "4×4" in at.caption[1].value
     assert at.metric[0].value == "51"  # 4·4·1·3 + 3, depthwise
     assert at.metric[1].value != params_before  # one more output row and column
     at.radio(key="conv_apply").set_value("Grayscale").run()
-    _ok(at)
+    ok(at)
     assert "grayscale" in _images(at)[0].captions[0]
     assert at.metric[0].value == "17"  # 4·4·1·1 + 1
 
@@ -61,7 +55,7 @@ def test_tiny_image_and_bad_padding_say_why():
     at = AppTest.from_file(PAGE, default_timeout=90)
     at.session_state["cnnviz_image"] = Image.new("RGB", (1, 1), (10, 200, 30))
     at.run()
-    _ok(at)  # 3x3 kernel with padding 1 fits a 1x1 image
+    ok(at)  # 3x3 kernel with padding 1 fits a 1x1 image
     at.slider(key="conv_padding").set_value(0).run()
     assert not at.exception
     assert "image smaller than the kernel" in at.error[0].value

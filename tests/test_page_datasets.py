@@ -12,14 +12,13 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../pages/datasets.py"
+from .pagetest import open_page, page_path
+
+PAGE = page_path("datasets")
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=120)
 
 
 def _metrics(at: AppTest) -> dict[str, str]:

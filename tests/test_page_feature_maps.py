@@ -19,7 +19,9 @@ from streamlit.testing.v1 import AppTest
 from cnnviz import models
 from cnnviz.viewing import shipped_checkpoints
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "feature_maps.py")
+from .pagetest import ok, open_page, page_path
+
+PAGE = page_path("feature_maps")
 LARGE = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
 UPLOAD = "Upload a checkpoint"
 
@@ -35,11 +37,6 @@ class _Evil:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
-
-
-def _ok(at: AppTest) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
 
 
 def _urls(at: AppTest) -> list[str]:
@@ -64,17 +61,15 @@ def _builds() -> dict[str, int]:
 
 @pytest.fixture()
 def at() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=120)
+    ok(at)
     return at
 
 
 def test_default_render_trained_lenet_with_top5_and_gradcam():
     before = _builds()
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=120)
+    ok(at)
     assert _builds() == before, "a large model was built before anyone asked for it"
     assert at.selectbox(key="fm_model").value == "lenet5"
     assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"
@@ -98,33 +93,33 @@ def test_layer_channel_and_grid_options_change_the_pictures(at):
     grid_caption = _caption(at, "channels of")
 
     at.radio(key="fm_order").set_value("index").run()
-    _ok(at)
+    ok(at)
     assert _urls(at)[0] != grid0 and "in index order" in _caption(at, "channels of")
     assert "channel numbers 0, 1, 2, 3" in _caption(at, "channels of")
 
     at.radio(key="fm_scale").set_value("shared").run()
-    _ok(at)
+    ok(at)
     assert "one shared scale from" in _caption(at, "channels of")
 
     at.slider(key="fm_topk_16").set_value(4).run()
-    _ok(at)
+    ok(at)
     assert "4 of the 16 channels" in _caption(at, "channels of")
 
     channel = at.selectbox(key="fm_channel_conv_unit.0")
     other = [c for c in channel.options if c != channel.value][0]
     channel.set_value(int(other.split()[1])).run()
-    _ok(at)
+    ok(at)
     urls = _urls(at)
     assert urls[1] != big0 and urls[2] != over0
     assert at.get("image")[1].captions[0].startswith(f"channel {int(other.split()[1])}, 28x28")
 
     at.slider(key="fm_row_28").set_value(0).run()
     at.slider(key="fm_col_28").set_value(0).run()
-    _ok(at)
+    ok(at)
     assert _urls(at)[3] != box0 and "cell (0, 0)" in _caption(at, "Receptive field of cell")
 
     at.selectbox(key="fm_layer_lenet5").set_value("conv_unit.2").run()
-    _ok(at)
+    ok(at)
     new_grid = _caption(at, "channels of")
     assert new_grid != grid_caption and "of the 32 channels of `conv_unit.2` (Conv2d, 10x10 each)" in new_grid
     rf = _caption(at, "Receptive field of cell")
@@ -132,7 +127,7 @@ def test_layer_channel_and_grid_options_change_the_pictures(at):
     assert _urls(at)[0] != grid0
 
     at.selectbox(key="fm_layer_lenet5").set_value("fc_unit.2").run()  # a vector, no spatial map
-    _ok(at)
+    ok(at)
     assert "outputs a vector of 10 values" in at.info[0].value
 
 
@@ -142,12 +137,12 @@ def test_gradcam_class_choice(at):
     choice = at.selectbox(key="fm_cam_class_lenet5")
     target = next(i for i, label in enumerate(choice.options) if label != first)
     choice.set_value(target).run()
-    _ok(at)
+    ok(at)
     cam = _caption(at, "Grad-CAM for")
     assert f"**{first}**" not in cam
     assert _urls(at)[-1] != cam_url
     at.selectbox(key="fm_cam_layer_lenet5").set_value("conv_unit.0").run()
-    _ok(at)
+    ok(at)
     assert "`conv_unit.0`" in _caption(at, "Grad-CAM for")
 
 
@@ -159,7 +154,7 @@ def test_sidebar_image_is_the_input():
             at.session_state["cnnviz_image"] = img
             at.session_state["cnnviz_image_label"] = label
         at.run()
-        _ok(at)
+        ok(at)
         return at
 
     a = render(None, "")
@@ -172,19 +167,19 @@ def test_sidebar_image_is_the_input():
 
 def test_random_weights_hide_predictions(at):
     at.radio(key="fm_source_lenet5").set_value("Random weights").run()
-    _ok(at)
+    ok(at)
     assert "random weights (seed 0)" in _caption(at, "normalised with mean")
     assert any("These are random weights" in i.value for i in at.info)
     assert _top5(at) is None
     grid = _urls(at)[0]
     at.number_input(key="fm_seed").set_value(3).run()
-    _ok(at)
+    ok(at)
     assert "seed 3" in _caption(at, "normalised with mean") and _urls(at)[0] != grid
 
 
 def _upload(at: AppTest, name: str, raw: bytes) -> AppTest:
     at.radio(key="fm_source_lenet5").set_value(UPLOAD).run()
-    _ok(at)
+    ok(at)
     at.file_uploader(key="fm_upload").set_value((name, raw, "application/octet-stream")).run()
     assert not at.exception, at.exception
     return at
@@ -236,7 +231,7 @@ def test_good_upload_is_used(at):
     buf = io.BytesIO()
     torch.save(models.create("lenet5").state_dict(), buf)
     _upload(at, "mine.pt", buf.getvalue())
-    _ok(at)
+    ok(at)
     assert "uploaded mine.pt" in _caption(at, "normalised with mean")
     assert any("names no classes" in w.value for w in at.warning)
     assert len(_top5(at)) == 5  # trained = came from a file: predictions shown
@@ -249,7 +244,7 @@ def test_torchvision_weights_not_cached_says_how(tmp_path, monkeypatch):
     at.run()
     before = _builds()
     at.selectbox(key="fm_model").set_value("resnet18").run()
-    _ok(at)
+    ok(at)
     after = _builds()
     assert after["resnet18"] - before["resnet18"] <= 1  # built once (random weights) unless cached from before
     assert {k: v for k, v in after.items() if k != "resnet18"} == {k: v for k, v in before.items() if k != "resnet18"}
@@ -274,7 +269,7 @@ def test_torchvision_weights_from_the_cache_give_imagenet_top5(tmp_path, monkeyp
     at.session_state["fm_model"] = "resnet18"
     at.session_state["fm_source_resnet18"] = "torchvision ImageNet weights"
     at.run()
-    _ok(at)
+    ok(at)
     assert "in the local cache" in at.radio(key="fm_source_resnet18").options[-1]
     assert "torchvision ImageNet weights (resnet18-f37072fd.pth)" in _caption(at, "normalised with mean")
     top5 = _top5(at)
@@ -285,7 +280,7 @@ def test_torchvision_weights_from_the_cache_give_imagenet_top5(tmp_path, monkeyp
 def test_no_training_run_yet_says_where_to_make_one(at, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path / "no-runs"))
     at.radio(key="fm_source_lenet5").set_value("A training run").run()
-    _ok(at)
+    ok(at)
     assert any("No training run with a checkpoint yet" in i.value for i in at.info)
     assert "while no checkpoint chosen yet" in _caption(at, "Showing lenet5")
 
@@ -318,16 +313,16 @@ def shapes_run(tmp_path_factory):
 
 
 def _top5_classes(at: AppTest) -> set[str]:
-    frames = [d.value for d in at.dataframe if "class" in getattr(d.value, "columns", [])]
-    assert frames, "no top-5 table"
-    return set(frames[0]["class"])
+    top = _top5(at)
+    assert top is not None, "no top-5 table"
+    return set(top["class"])
 
 
 def test_weights_from_a_training_run(shapes_run):
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.run()
     at.radio(key="fm_source_lenet5").set_value("A training run").run()
-    _ok(at)
+    ok(at)
     run = at.selectbox(key="fm_run").value
     assert run.run_id == shapes_run.name
     top = _top5_classes(at)
@@ -339,11 +334,11 @@ def test_checkpoint_handed_over_by_the_runs_page(shapes_run):
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.session_state["feature_maps_checkpoint"] = str(shapes_run / "last.safetensors")
     at.run()
-    _ok(at)
+    ok(at)
     assert at.radio(key="fm_source_lenet5").value == "From the Runs page"
     assert _top5_classes(at) <= SHAPE_CLASSES
     at.button(key="fm_clear_handoff").click().run()
-    _ok(at)
+    ok(at)
     assert "feature_maps_checkpoint" not in at.session_state
     assert _top5_classes(at) <= {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                  "ship", "truck"}  # back to the shipped CIFAR-10 weights

@@ -12,7 +12,9 @@ from streamlit.testing.v1 import AppTest
 from cnnviz import evaluate, jobs, runs
 from cnnviz.train import TrainConfig
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "runs.py")
+from .pagetest import open_page, page_path
+
+PAGE = page_path("runs")
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +38,7 @@ def runs_dir(tmp_path_factory):
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=120)
 
 
 def _caption(at: AppTest, start: str) -> str:

@@ -11,7 +11,9 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz import jobs, runs
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "training.py")
+from .pagetest import open_page, page_path
+
+PAGE = page_path("training")
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +24,7 @@ def _own_runs_dir(monkeypatch, tmp_path):
 
 
 def _page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page(PAGE, timeout=60)
 
 
 def _tiny(at: AppTest, **kw) -> None:

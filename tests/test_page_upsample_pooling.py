@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "upsample_pooling.py")
+from .pagetest import ok, open_page, page_path
 
-
-def _ok(at) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
+PAGE = page_path("upsample_pooling")
 
 
 def _shapes(at) -> list[str]:
@@ -20,9 +15,8 @@ def _shapes(at) -> list[str]:
 
 
 def test_upsample_and_pooling_controls():
-    at = AppTest.from_file(PAGE, default_timeout=90)
-    at.run()
-    _ok(at)
+    at = open_page(PAGE, timeout=90)
+    ok(at)
     im = at.session_state["cnnviz_image"]
     w, h = im.size
     up, pooled = _shapes(at)
@@ -31,29 +25,29 @@ def test_upsample_and_pooling_controls():
     crops = [i.value[0] for i in at.get("image")]
 
     at.selectbox(key="up_mode").set_value("bicubic").run()
-    _ok(at)
+    ok(at)
     assert "mode='bicubic'" in _shapes(at)[0]
     assert [i.value[0] for i in at.get("image")][1] != crops[1]
     at.checkbox(key="up_align").check().run()
-    _ok(at)
+    ok(at)
     assert "align_corners=True" in _shapes(at)[0]
     at.selectbox(key="up_mode").set_value("area").run()
-    _ok(at)
+    ok(at)
     assert at.checkbox(key="up_align").disabled and "align_corners" not in _shapes(at)[0]
     at.select_slider(key="up_scale").set_value(1.5).run()
-    _ok(at)
+    ok(at)
     assert f"(1,3,{int(h * 1.5)},{int(w * 1.5)})" in _shapes(at)[0]
 
     mse = at.metric[-2].value
     at.radio(key="pool_rt_mode").set_value("max unpool").run()
-    _ok(at)
+    ok(at)
     assert at.metric[-2].value != mse
     at.selectbox(key="pool_kind").set_value("avg").run()
-    _ok(at)
+    ok(at)
     assert "F.avg_pool2d" in _shapes(at)[1]
     at.slider(key="pool_kernel").set_value(3).run()
     at.slider(key="pool_padding").set_value(1).run()
-    _ok(at)
+    ok(at)
     assert f"(1,3,{(h + 2 - 3) // 2 + 1},{(w + 2 - 3) // 2 + 1})" in _shapes(at)[1]
     at.slider(key="pool_padding").set_value(2).run()
     assert not at.exception

@@ -3,14 +3,12 @@ works (shows a picture) or says why in a message; never an exception."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGES = sorted(p.name for p in (ROOT / "pages").glob("*.py")
+from .pagetest import PAGES_DIR, open_page
+
+PAGES = sorted(p.name for p in PAGES_DIR.glob("*.py")
                if "current_image(" in p.read_text(encoding="utf-8"))
 
 ODD = {
@@ -29,9 +27,7 @@ def test_the_pages_using_the_image_are_found():
 @pytest.mark.parametrize("kind", sorted(ODD))
 @pytest.mark.parametrize("page", PAGES)
 def test_odd_image_works_or_says_why(page, kind):
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=120)
-    at.session_state["cnnviz_image"] = ODD[kind]
-    at.session_state["cnnviz_image_label"] = f"odd {kind}"
+    at = open_page(page, state={"cnnviz_image": ODD[kind], "cnnviz_image_label": f"odd {kind}"}, run=False)
     at.run()
     assert not at.exception, f"{page} with a {kind} image: {at.exception[0].value if at.exception else ''}"
     shown = len(at.get("image")) + len(at.get("plotly_chart"))

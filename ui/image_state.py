@@ -14,6 +14,8 @@ State (all in `st.session_state`, so it survives page switches):
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 from PIL import Image, ImageOps
 
@@ -176,6 +178,4 @@ def show_input_warning() -> None:
 
 def image_digest(im: Image.Image) -> str:
     """A short content key for caching work on an image (pixels and size)."""
-    import hashlib
-
     return hashlib.blake2b(im.tobytes(), digest_size=16).hexdigest() + f"{im.size}"
