@@ -35,3 +35,14 @@ def open_page(name: str, *, timeout: float = 120, state: dict[str, Any] | None =
         at.run()
         assert not at.exception, at.exception
     return at
+
+
+LARGE_MODELS = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
+
+
+def large_builds() -> dict[str, int]:
+    """How often each large model was built with real weights so far (see models.build_count):
+    compare before and after a page run to show it built nothing nobody asked for."""
+    from cnnviz import models
+
+    return {n: models.build_count(n) for n in LARGE_MODELS}

@@ -13,14 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz import models
 
-from .pagetest import ok, open_page, page_path
+from .pagetest import large_builds, ok, open_page, page_path
 
 PAGE = page_path("architectures")
-LARGE = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
-
-
-def _builds() -> dict[str, int]:
-    return {n: models.build_count(n) for n in LARGE}
 
 
 def _table(at: AppTest, column: str):
@@ -47,10 +42,10 @@ def at() -> AppTest:
 
 
 def test_default_render_lenet5_table_totals_and_classics_without_building_them():
-    before = _builds()
+    before = large_builds()
     at = open_page(PAGE, timeout=120)
     ok(at)
-    assert _builds() == before, "a large model was built before anyone asked for it"
+    assert large_builds() == before, "a large model was built before anyone asked for it"
 
     layers = _table(at, "flops")
     assert list(layers["name"]) == ["conv_unit.0", "conv_unit.1", "conv_unit.2", "conv_unit.3", "fc_unit.0",
@@ -101,10 +96,10 @@ def test_model_and_input_size_change_the_table(at):
 
 
 def test_choosing_a_large_model_builds_only_that_one(at):
-    before = _builds()
+    before = large_builds()
     at.selectbox(key="arch_model").set_value("resnet18").run()
     ok(at)
-    after = _builds()
+    after = large_builds()
     assert after["resnet18"] - before["resnet18"] <= 1  # built on request (or cached from an earlier request)
     assert {k: v for k, v in after.items() if k != "resnet18"} == {k: v for k, v in before.items() if k != "resnet18"}
     assert _metric(at, "Parameters") == "11,689,512"

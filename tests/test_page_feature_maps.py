@@ -19,10 +19,9 @@ from streamlit.testing.v1 import AppTest
 from cnnviz import models
 from cnnviz.viewing import shipped_checkpoints
 
-from .pagetest import ok, open_page, page_path
+from .pagetest import large_builds, ok, open_page, page_path
 
 PAGE = page_path("feature_maps")
-LARGE = ["alexnet", "vgg11", "vgg16", "googlenet", "resnet18", "resnet50", "resnet18_cifar"]
 UPLOAD = "Upload a checkpoint"
 
 pytestmark = pytest.mark.skipif("lenet5" not in shipped_checkpoints(),
@@ -55,10 +54,6 @@ def _top5(at: AppTest):
     return found[0] if found else None
 
 
-def _builds() -> dict[str, int]:
-    return {n: models.build_count(n) for n in LARGE}
-
-
 @pytest.fixture()
 def at() -> AppTest:
     at = open_page(PAGE, timeout=120)
@@ -67,10 +62,10 @@ def at() -> AppTest:
 
 
 def test_default_render_trained_lenet_with_top5_and_gradcam():
-    before = _builds()
+    before = large_builds()
     at = open_page(PAGE, timeout=120)
     ok(at)
-    assert _builds() == before, "a large model was built before anyone asked for it"
+    assert large_builds() == before, "a large model was built before anyone asked for it"
     assert at.selectbox(key="fm_model").value == "lenet5"
     assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"
     # grid, channel large, channel over the input, receptive-field box, Grad-CAM
@@ -242,10 +237,10 @@ def test_torchvision_weights_not_cached_says_how(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.run()
-    before = _builds()
+    before = large_builds()
     at.selectbox(key="fm_model").set_value("resnet18").run()
     ok(at)
-    after = _builds()
+    after = large_builds()
     assert after["resnet18"] - before["resnet18"] <= 1  # built once (random weights) unless cached from before
     assert {k: v for k, v in after.items() if k != "resnet18"} == {k: v for k, v in before.items() if k != "resnet18"}
     radio = at.radio(key="fm_source_resnet18")
