@@ -26,14 +26,17 @@ def ok(at: AppTest) -> None:
 
 
 def open_page(name: str, *, timeout: float = 120, state: dict[str, Any] | None = None,
-              run: bool = True) -> AppTest:
-    """An AppTest of pages/<name>.py with `state` preset, run once (no exception allowed)."""
+              run: bool = True, clean: bool = False) -> AppTest:
+    """An AppTest of pages/<name>.py with `state` preset, run once (no exception allowed;
+    with `clean`, no error box either)."""
     at = AppTest.from_file(page_path(name), default_timeout=timeout)
     for key, value in (state or {}).items():
         at.session_state[key] = value
     if run:
         at.run()
         assert not at.exception, at.exception
+        if clean:
+            ok(at)
     return at
 
 

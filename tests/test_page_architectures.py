@@ -36,15 +36,12 @@ def _caption(at: AppTest, text: str) -> str:
 
 @pytest.fixture()
 def at() -> AppTest:
-    at = open_page(PAGE, timeout=120)
-    ok(at)
-    return at
+    return open_page(PAGE, timeout=120, clean=True)
 
 
 def test_default_render_lenet5_table_totals_and_classics_without_building_them():
     before = large_builds()
-    at = open_page(PAGE, timeout=120)
-    ok(at)
+    at = open_page(PAGE, timeout=120, clean=True)
     assert large_builds() == before, "a large model was built before anyone asked for it"
 
     layers = _table(at, "flops")

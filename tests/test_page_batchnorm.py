@@ -15,8 +15,7 @@ def _metric(at, label: str) -> float:
 
 
 def test_batchnorm_controls_change_output():
-    at = open_page(PAGE, timeout=90)
-    ok(at)
+    at = open_page(PAGE, timeout=90, clean=True)
     assert "— the same" in at.success[0].value
     code = [c.value for c in at.code]
     diff10 = _metric(at, "max |train − eval| output")

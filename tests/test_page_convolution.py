@@ -17,9 +17,7 @@ def _images(at) -> list:
 
 @pytest.fixture()
 def at() -> AppTest:
-    at = open_page(PAGE, timeout=90)
-    ok(at)
-    return at
+    return open_page(PAGE, timeout=90, clean=True)
 
 
 def test_default_render_and_controls_change_output(at):

@@ -56,15 +56,12 @@ def _top5(at: AppTest):
 
 @pytest.fixture()
 def at() -> AppTest:
-    at = open_page(PAGE, timeout=120)
-    ok(at)
-    return at
+    return open_page(PAGE, timeout=120, clean=True)
 
 
 def test_default_render_trained_lenet_with_top5_and_gradcam():
     before = large_builds()
-    at = open_page(PAGE, timeout=120)
-    ok(at)
+    at = open_page(PAGE, timeout=120, clean=True)
     assert large_builds() == before, "a large model was built before anyone asked for it"
     assert at.selectbox(key="fm_model").value == "lenet5"
     assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"

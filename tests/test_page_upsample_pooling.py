@@ -15,8 +15,7 @@ def _shapes(at) -> list[str]:
 
 
 def test_upsample_and_pooling_controls():
-    at = open_page(PAGE, timeout=90)
-    ok(at)
+    at = open_page(PAGE, timeout=90, clean=True)
     im = at.session_state["cnnviz_image"]
     w, h = im.size
     up, pooled = _shapes(at)
