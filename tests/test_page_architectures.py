@@ -134,13 +134,8 @@ def test_worked_ideas_numbers(at):
 
 def test_residual_maps_follow_the_sidebar_image_and_seed():
     def render(img: Image.Image | None, label: str) -> AppTest:
-        at = AppTest.from_file(PAGE, default_timeout=120)
-        if img is not None:
-            at.session_state["cnnviz_image"] = img
-            at.session_state["cnnviz_image_label"] = label
-        at.run()
-        ok(at)
-        return at
+        state = {"cnnviz_image": img, "cnnviz_image_label": label} if img is not None else None
+        return open_page(PAGE, state=state, clean=True)
 
     a = render(None, "")
     stripes = Image.new("RGB", (96, 64), (240, 240, 240))

@@ -141,13 +141,8 @@ def test_gradcam_class_choice(at):
 def test_sidebar_image_is_the_input():
     """Pages read the image ui/image_state publishes in session state; another image, other maps."""
     def render(img: Image.Image | None, label: str) -> AppTest:
-        at = AppTest.from_file(PAGE, default_timeout=120)
-        if img is not None:
-            at.session_state["cnnviz_image"] = img
-            at.session_state["cnnviz_image_label"] = label
-        at.run()
-        ok(at)
-        return at
+        state = {"cnnviz_image": img, "cnnviz_image_label": label} if img is not None else None
+        return open_page(PAGE, state=state, clean=True)
 
     a = render(None, "")
     half = Image.new("RGB", (64, 64), (20, 20, 200))
