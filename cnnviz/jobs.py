@@ -7,6 +7,7 @@ does not stop it (the registry outlives sessions), and the page reattaches throu
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,11 @@ from . import runs
 from .train import Event, TrainConfig, fit, memory_usage
 
 MAX_STEPS_KEPT = 20_000  # beyond that the step list is thinned (every other point) for the charts
+# GIL switch interval while jobs may run (Python's default is 5 ms). A training step calls torch many
+# times, each releasing and retaking the GIL; whenever another thread runs Python (the page's reruns
+# in the server), every retake can wait a whole interval, and a rerun of 50 ms cost a CPU run about
+# 0.3 s of training (bench/page_polling.py). At 0.5 ms that cost is gone.
+SWITCH_INTERVAL_S = 0.0005
 
 _REGISTRY_LOCK = threading.Lock()
 _JOBS: dict[str, "Job"] = {}
@@ -136,8 +142,13 @@ class Job:
 
 
 def start_job(config: TrainConfig, runs_root: Path | None = None, resume_run_dir: Path | None = None) -> Job:
-    """Validate `config` (ValueError), then train it in a background thread; returns the Job at once."""
+    """Validate `config` (ValueError), then train it in a background thread; returns the Job at once.
+
+    Lowers the process's GIL switch interval to SWITCH_INTERVAL_S (never raises it), so that the
+    other threads of the process (a web server's) take little from the run."""
     config.validate()
+    if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
     if resume_run_dir is not None:
         run_dir = Path(resume_run_dir)
         if not run_dir.is_dir():

@@ -10,13 +10,11 @@ from pathlib import Path
 import streamlit as st
 
 from cnnviz import jobs, models, plots, runs
-from cnnviz.device import available_devices
+from cnnviz.device import available_devices, pick_device
 from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig
 from ui.layout import page_header, user_error
+from ui.live import CHARTS_EVERY, DEFAULT_REFRESH, REFRESH_CHOICES, ChartHold, chart_period, describe_refresh, refresh_seconds
 
-POLL_S = 1.0          # live status refresh period (seconds); the fragment only reads a snapshot
-CHART_POLL_S = 2.0    # live charts refresh period: redrawing plotly charts costs the browser CPU time
-                      # that a CPU-bound run on a small machine would otherwise use
 MAX_ENDED_SHOWN = 4   # ended runs of this process shown below the live ones
 STUDIO = "studio pipeline"
 PATH_CHOICE = "folder or zip (path below)"
@@ -357,9 +355,19 @@ def _draw_charts(snap: dict) -> None:
         col.caption(cap)
 
 
-@st.fragment(run_every=POLL_S)
-def _live_status(run_id: str) -> None:
-    """Redrawn every POLL_S seconds from the job's snapshot; hands back to the page when the run ends."""
+def _device_type(preference: str) -> str:
+    """'cpu', 'cuda' or 'mps' for a run's device setting ('auto' resolves as the run will)."""
+    try:
+        return pick_device(preference).type
+    except (RuntimeError, ValueError):
+        return "cpu"
+
+
+def _live_view(run_id: str, refresh_s: int) -> None:
+    """One refresh of a live run: status, progress and metrics from the job's snapshot, and the charts
+    from the data its ChartHold gives (renewed every CHARTS_EVERY refreshes; between renewals the
+    charts sent are identical, so the browser does not redraw them). When the run
+    ends, the page is redrawn once with the static view (no more polling)."""
     job = jobs.get_job(run_id)
     if job is None:
         st.warning(f"Run {run_id} is no longer known to this server.")
@@ -367,21 +375,15 @@ def _live_status(run_id: str) -> None:
     snap = job.snapshot()
     _draw_status(snap, live=snap["alive"])
     _actions(snap, live=snap["alive"])
+    holds = st.session_state.setdefault("train_chart_holds", {})
+    hold = holds.get(run_id)
+    if hold is None or hold.period != chart_period(refresh_s):
+        hold = holds[run_id] = ChartHold(chart_period(refresh_s))
+    steps, epochs = hold.view(snap.get("steps", []), snap.get("epochs", []), ended=not snap["alive"])
+    _draw_charts({**snap, "steps": steps, "epochs": epochs})
     if not snap["alive"]:
-        st.rerun()  # the run ended: redraw the page once with the static view (no more polling)
-
-
-@st.fragment(run_every=CHART_POLL_S)
-def _live_charts(run_id: str) -> None:
-    """The run's charts, redrawn every CHART_POLL_S seconds while it trains."""
-    job = jobs.get_job(run_id)
-    if job is not None:
-        _draw_charts(job.snapshot())
-
-
-def _live_run(run_id: str) -> None:
-    _live_status(run_id)
-    _live_charts(run_id)
+        holds.pop(run_id, None)
+        st.rerun()
 
 
 # ---------------------------------------------------------------- runs of this server process
@@ -393,12 +395,21 @@ ended = [j for j in all_jobs if not j.is_alive()][:MAX_ENDED_SHOWN]
 if not all_jobs:
     st.info("No run started on this server yet: fill the form above and press **Start training**.",
             icon=":material/info:")
-st.caption(f"{len(live_jobs)} training now, {len(all_jobs) - len(live_jobs)} ended. Live views refresh every "
-           f"{POLL_S:g} s (charts every {CHART_POLL_S:g} s) from the run's in-memory snapshot; a refreshed or "
-           "reopened page reattaches here.")
+head = st.container(horizontal=True, vertical_alignment="bottom")
+refresh = head.segmented_control(
+    "Live refresh", REFRESH_CHOICES, default=DEFAULT_REFRESH, key="train_refresh",
+    format_func=lambda c: c if c == "auto" else f"{c} s",
+    help="How often a live run's status redraws; its charts redraw every "
+         f"{CHARTS_EVERY} refreshes. Each redraw costs the browser some CPU: on a CPU-only machine where "
+         "training uses every core, a faster refresh slows training down. 'auto': "
+         f"{describe_refresh('auto')}.")
+head.caption(f"{len(live_jobs)} training now, {len(all_jobs) - len(live_jobs)} ended. Live views refresh "
+             f"{describe_refresh(refresh)} from the run's in-memory snapshot; a refreshed or reopened page "
+             "reattaches here.")
 for job in live_jobs:
+    refresh_s = refresh_seconds(refresh, _device_type(job.config.device))
     with st.container(border=True, key=f"train_run_{job.run_id}"):
-        _live_run(job.run_id)
+        st.fragment(_live_view, run_every=refresh_s)(job.run_id, refresh_s)
 for job in ended:
     with st.container(border=True, key=f"train_run_{job.run_id}"):
         snap = job.snapshot()

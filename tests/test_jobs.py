@@ -75,3 +75,19 @@ def test_error_in_thread_is_a_status_not_a_crash(tmp_path):
     job = jobs.start_job(tiny(dataset="mnist-that-does-not-exist"), runs_root=tmp_path)
     snap = wait(job)
     assert snap["status"] == "error" and snap["error"] and snap["advice"]
+
+
+def test_starting_a_job_lowers_the_gil_switch_interval_and_never_raises_it(tmp_path):
+    """The server's threads must not hold the GIL for Python's default 5 ms while a run trains."""
+    import sys
+
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        wait(jobs.start_job(tiny(), runs_root=tmp_path))
+        assert sys.getswitchinterval() == pytest.approx(jobs.SWITCH_INTERVAL_S)
+        sys.setswitchinterval(jobs.SWITCH_INTERVAL_S / 5)  # already lower: left alone
+        wait(jobs.start_job(tiny(seed=1), runs_root=tmp_path))
+        assert sys.getswitchinterval() == pytest.approx(jobs.SWITCH_INTERVAL_S / 5)
+    finally:
+        sys.setswitchinterval(old)

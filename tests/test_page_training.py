@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz import jobs, runs
+from ui import live
 
 from .pagetest import open_page, page_path
 
@@ -185,3 +186,38 @@ def test_diverged_run_shows_the_message_and_advice(monkeypatch):
     errors = [e.value for e in at.error]
     assert any("loss became" in e.lower() and "step" in e for e in errors), errors
     assert any("learning rate" in i.value for i in at.info)
+
+
+def _loss_captions(at: AppTest) -> list[str]:
+    """The loss charts' captions on the page (other runs of this test process are listed too)."""
+    return [c.value for c in at.caption if "steps logged" in c.value]
+
+
+def test_live_charts_hold_their_data_between_chart_redraws_and_the_status_does_not():
+    """With a 30 s refresh the charts renew every few minutes: two runs of the page a second apart
+    show new status figures but the very same loss chart (so the browser need not redraw it); when
+    the run ends, the charts show all of it."""
+    at = _page()
+    assert at.segmented_control(key="train_refresh").value == live.DEFAULT_REFRESH
+    assert any(live.describe_refresh("auto") in c.value for c in at.caption)
+    at.segmented_control(key="train_refresh").set_value(30).run()
+    assert any(f"refresh every 30 s (charts every {live.chart_period(30):g} s)" in c.value for c in at.caption)
+    _tiny(at, train_epochs=3, train_batch=16, train_limit_train=0)  # 1,250 steps an epoch
+    rid = _start(at)
+    deadline = time.time() + 60
+    while time.time() < deadline and not jobs.get_job(rid).snapshot()["steps"]:
+        time.sleep(0.2)
+    at.run()
+    held = len(at.session_state["train_chart_holds"][rid].steps)
+    assert held and any(f" {held} steps logged" in c for c in _loss_captions(at)), _loss_captions(at)
+    time.sleep(1.5)
+    at.run()
+    now = len(jobs.get_job(rid).snapshot()["steps"])
+    assert now > held  # the run moved on...
+    assert len(at.session_state["train_chart_holds"][rid].steps) == held  # ...and its charts did not
+    assert any(f" {held} steps logged" in c for c in _loss_captions(at))
+    assert not any(f" {now} steps logged" in c for c in _loss_captions(at))
+    at.button(key=f"train_stop_{rid}").click().run()
+    _poll(at, rid, "stopped", timeout=60)
+    n = len(jobs.get_job(rid).snapshot()["steps"])
+    assert any(f" {n} steps logged" in c for c in _loss_captions(at))  # the ended run's charts show all of it

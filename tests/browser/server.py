@@ -122,6 +122,15 @@ def sidebar_upload(page, name: str, data: bytes, mime: str = "image/png") -> Non
     wait_idle(page)
 
 
+def pick_segment(page, key: str, label: str) -> None:
+    """Select `label` in the segmented control with widget key `key` (a no-op when it is already
+    selected: a second click would unselect it)."""
+    button = page.locator(f".st-key-{key}").get_by_role("radio", name=label, exact=True)
+    if button.get_attribute("aria-checked") != "true":
+        button.click()
+        wait_idle(page)
+
+
 def exceptions(page) -> list[str]:
     """Texts of every Streamlit exception block on the page (should be empty)."""
     return page.locator('[data-testid="stException"]').all_inner_texts()
