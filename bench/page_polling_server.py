@@ -44,8 +44,9 @@ def main() -> None:
 
     cfg = dict(model="lenet5", dataset="shapes", epochs=args.epochs, batch_size=128, device="cpu",
                limit_train=None, limit_test=1000)
-    form = {"train_model": "lenet5", "train_dataset": "shapes", "train_epochs": args.epochs, "train_batch": 128,
-            "train_device": "cpu", "train_limit_train": 0, "train_limit_test": 1000}
+    # the same config as the Train form's widget values (its keys; 0 = all images)
+    form = {f"train_{'batch' if k == 'batch_size' else k}": (v or 0) if k.startswith("limit") else v
+            for k, v in cfg.items()}
     run_plain({**cfg, "epochs": 1, "limit_train": 512}, root)  # warm the dataset cache
     ratios = []
     for _ in range(args.pairs):
