@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cnnviz import augment as A  # noqa: E402
-from cnnviz.batch_augment import BatchAugmenter  # noqa: E402
+from cnnviz.augment.batch import BatchAugmenter  # noqa: E402
 
 
 def _images(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:

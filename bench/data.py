@@ -8,7 +8,7 @@
    so pages are read on first touch). --cold first evicts the folder's files from the OS page
    cache (posix_fadvise DONTNEED on those files only), as after a reboot.
 2. The training-time augmentation "cifar-standard" (pad-4 random crop + horizontal flip) followed
-   by Normalize with the dataset's computed mean/std: cnnviz.batch_augment.BatchAugmenter on
+   by Normalize with the dataset's computed mean/std: cnnviz.augment.batch.BatchAugmenter on
    uint8 batches against torchvision's per-image PIL path in a DataLoader (bench/augment.py's
    `measure`, the same pipeline on the same images).
 Targets (issue 3): cached load < 1 s; batched >= 5x the per-image path on CPU.

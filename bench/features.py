@@ -2,7 +2,7 @@
 
 Prints, measured side by side in one run:
   * the bare forward `model(x)` of torchvision's ResNet-18 (weights=None, eval, torch.inference_mode),
-  * `cnnviz.features.feature_maps(model, x, [layer])` for an early, a middle and the last layer,
+  * `cnnviz.inspect.features.feature_maps(model, x, [layer])` for an early, a middle and the last layer,
     each as a ratio to the bare forward (target <= 1.3x; the last layer is the worst case: the
     whole forward plus the hook and the copy; earlier layers stop the forward early),
   * the Feature maps page rerun through AppTest with ResNet-18 selected (random weights, the default
@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from bench import timing  # noqa: E402
-from cnnviz import features, models  # noqa: E402
+from cnnviz import models  # noqa: E402
+from cnnviz.inspect import features  # noqa: E402
 
 LAYERS = ["layer1.0.conv1", "layer3.0.relu:2", "layer4.1.relu:2"]  # early, middle, last spatial output
 

@@ -30,7 +30,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 logging.disable(logging.WARNING)  # no bare-mode Streamlit warnings between the figures
 
 from bench.timing import best  # noqa: E402
-from cnnviz import display, images  # noqa: E402
+from cnnviz import images  # noqa: E402
+from cnnviz.images import display  # noqa: E402
 from cnnviz.ops import batchnorm, conv, kernels, pool, resample, view  # noqa: E402
 
 

@@ -7,7 +7,7 @@ started from pages/training.py under Streamlit's AppTest in this process, whose 
 every --period seconds while the job trains in a thread of this process (a full rerun: more Python
 work than the live view's fragment). Prints each pair's images/s and the ratio B/A.
 
-`cnnviz.jobs.start_job` lowers the GIL switch interval to 0.5 ms; --switch-interval 0.005 puts
+`cnnviz.train.jobs.start_job` lowers the GIL switch interval to 0.5 ms; --switch-interval 0.005 puts
 Python's default back after the job has started, to see what the page's reruns cost without it.
 """
 
@@ -39,7 +39,7 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from cnnviz import jobs
+    from cnnviz.train import jobs
     from page_polling import _ips, run_plain
 
     cfg = dict(model="lenet5", dataset="shapes", epochs=args.epochs, batch_size=128, device="cpu",

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the standalone script for a run."""
-    from .export import export_checkpoint, export_script
+    from .train.export import export_checkpoint, export_script
 
     if args.script is None and args.checkpoint is None:
         print("error: give --script OUT.py and/or --checkpoint OUT.safetensors", file=sys.stderr)

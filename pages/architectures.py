@@ -17,8 +17,10 @@ page_header(
 
 import torch  # noqa: E402  (after the header has painted)
 
-from cnnviz import display, ideas, models  # noqa: E402
-from cnnviz.summary import Summary, profile_figure, summarize  # noqa: E402
+from cnnviz import models  # noqa: E402
+from cnnviz.images import display  # noqa: E402
+from cnnviz.inspect import ideas  # noqa: E402
+from cnnviz.inspect.summary import Summary, profile_figure, summarize  # noqa: E402
 
 FLOP_NOTE = ("FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode`, which counts one "
              "multiply-add as **2 FLOPs**; MACs (multiply-accumulates) = FLOPs / 2. Only convolutions and "

@@ -17,8 +17,8 @@ page_header(
 )
 
 from cnnviz import augment as A  # noqa: E402  (after the header has painted)
-from cnnviz import display  # noqa: E402
-from cnnviz.augment_specs import SPECS, Param  # noqa: E402
+from cnnviz.images import display  # noqa: E402
+from cnnviz.augment.specs import SPECS, Param  # noqa: E402
 
 K_STEPS, K_NEXT, K_JSON = "aug_steps", "aug_next_id", "augment_pipeline_json"
 K_IMPORT_MSG = "aug_import_msg"

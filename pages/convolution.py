@@ -18,7 +18,7 @@ page_header(
 
 import torch  # noqa: E402  (after the header has painted)
 
-from cnnviz import display  # noqa: E402
+from cnnviz.images import display  # noqa: E402
 from ui.tensors import input_tensor  # noqa: E402
 from cnnviz.ops import OpError, conv, kernels, view  # noqa: E402
 

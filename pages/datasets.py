@@ -18,8 +18,8 @@ page_header(
 )
 
 from cnnviz import data as D  # noqa: E402  (after the header has painted)
-from cnnviz import data_summary as S  # noqa: E402
-from cnnviz import data_torchvision as TV  # noqa: E402
+from cnnviz.data import summary as S  # noqa: E402
+from cnnviz.data import downloads as TV  # noqa: E402
 
 SOURCES = {
     "shapes": "Built-in shapes (offline)",

@@ -22,10 +22,12 @@ page_header(
 
 import torch  # noqa: E402  (after the header has painted)
 
-from cnnviz import display, features, models, viewing  # noqa: E402
-from cnnviz.checkpoints import CheckpointError  # noqa: E402
+from cnnviz import models  # noqa: E402
+from cnnviz.images import display  # noqa: E402
+from cnnviz.inspect import features, viewing  # noqa: E402
+from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from cnnviz.device import pick_device  # noqa: E402
-from cnnviz.receptive import draw_box  # noqa: E402
+from cnnviz.inspect.receptive import draw_box  # noqa: E402
 
 HANDOFF = "feature_maps_checkpoint"
 SHIPPED, RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
@@ -69,7 +71,7 @@ def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
 
 def _runs() -> list:
     try:
-        from cnnviz import runs
+        from cnnviz.train import runs
     except ImportError:
         return []
     try:
@@ -86,7 +88,7 @@ if handed and st.session_state.get("fm_handoff_seen") != handed:
     # A new hand-off from the Runs page: select its model and the "From the Runs page" weights once.
     st.session_state["fm_handoff_seen"] = handed
     try:
-        from cnnviz.checkpoints import load_checkpoint
+        from cnnviz.models.checkpoints import load_checkpoint
 
         handed_model = load_checkpoint(Path(handed)).meta.get("model")
     except CheckpointError:

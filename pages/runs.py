@@ -8,9 +8,11 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnnviz import evaluate, features, plots, runs, scrub
-from cnnviz.checkpoints import CheckpointError
-from cnnviz.display import tensor_to_pil, upscale_nearest
+from cnnviz import plots
+from cnnviz.train import evaluate, runs, scrub
+from cnnviz.inspect import features
+from cnnviz.models.checkpoints import CheckpointError
+from cnnviz.images.display import tensor_to_pil, upscale_nearest
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from cnnviz import jobs, models, plots, runs
+from cnnviz import models, plots
+from cnnviz.train import jobs, runs
 from cnnviz.device import available_devices, pick_device
 from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig
 from ui.layout import page_header, user_error
@@ -217,7 +218,7 @@ if submitted:
 
 # ---------------------------------------------------------------- one run's view
 def _export_text(run_dir: Path) -> str:
-    from cnnviz.export import export_script
+    from cnnviz.train.export import export_script
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "train_run.py"

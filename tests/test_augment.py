@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from cnnviz import augment as A
-from cnnviz.augment_specs import SPECS
+from cnnviz.augment.specs import SPECS
 
 IMAGE_STEPS = [n for n, s in SPECS.items() if not s.batch_level]
 

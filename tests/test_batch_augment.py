@@ -1,4 +1,4 @@
-"""cnnviz.batch_augment.BatchAugmenter against independent computations and torchvision's per-image path."""
+"""cnnviz.augment.batch.BatchAugmenter against independent computations and torchvision's per-image path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from cnnviz import augment as A
-from cnnviz.batch_augment import BatchAugmenter
+from cnnviz.augment.batch import BatchAugmenter
 
 
 def _pipe(*steps) -> A.Pipeline:
@@ -222,7 +222,7 @@ def test_presets_shapes_and_range_match_per_image_path(name):
 
 
 def test_every_image_step_runs_batched_or_fallback():
-    from cnnviz.augment_specs import SPECS
+    from cnnviz.augment.specs import SPECS
     steps = [(n, {}) for n, s in SPECS.items() if not s.batch_level and n not in ("Resize", "CenterCrop")]
     p = _pipe(("Resize", {"size": 36}), ("CenterCrop", {"size": 34}), *steps)
     x, y = _batch(b=4, h=40, w=40)

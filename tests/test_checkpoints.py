@@ -12,8 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from cnnviz.checkpoints import (CheckpointError, atomic_write_bytes, load_checkpoint, load_into, nonfinite_keys,
-                                save_checkpoint)
+from cnnviz.models.checkpoints import CheckpointError, atomic_write_bytes, load_checkpoint, load_into, nonfinite_keys, save_checkpoint
 from cnnviz.models import create
 
 
@@ -152,7 +151,7 @@ def test_meta_is_json(tmp_path):
 
 
 def test_dataset_label_for_captions():
-    from cnnviz.viewing import dataset_label
+    from cnnviz.inspect.viewing import dataset_label
 
     assert dataset_label("folder:../shared/data/cifar10-jpeg") == "cifar10-jpeg"
     assert dataset_label("zip:/tmp/x/pets.zip") == "pets.zip"

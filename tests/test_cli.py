@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz import runs
-from cnnviz.checkpoints import load_checkpoint
+from cnnviz.train import runs
+from cnnviz.models.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "lenet5", "--dataset", "shapes", "--batch-size", "64", "--lr", "1e-3", "--optimizer", "adam",

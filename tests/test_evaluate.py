@@ -1,4 +1,4 @@
-"""cnnviz.evaluate against independent computations (manual loops, plain formulas, torch's own layers)."""
+"""cnnviz.train.evaluate against independent computations (manual loops, plain formulas, torch's own layers)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnviz import evaluate
+from cnnviz.train import evaluate
 
 
 def _manual_cm(labels, preds, k):
@@ -114,8 +114,9 @@ def _fake_run(tmp_path, epochs=(1, 2)):
     """A run directory with per-epoch LeNet5 checkpoints (different random weights), no training."""
     import json
 
-    from cnnviz import models, runs
-    from cnnviz.checkpoints import save_checkpoint
+    from cnnviz import models
+    from cnnviz.train import runs
+    from cnnviz.models.checkpoints import save_checkpoint
 
     d = tmp_path / "run-x"
     d.mkdir()
@@ -131,8 +132,9 @@ def _fake_run(tmp_path, epochs=(1, 2)):
 def test_scrub_maps_match_a_forward_hook_on_the_saved_weights(tmp_path):
     from PIL import Image
 
-    from cnnviz import models, scrub
-    from cnnviz.checkpoints import load_checkpoint, load_into
+    from cnnviz import models
+    from cnnviz.train import scrub
+    from cnnviz.models.checkpoints import load_checkpoint, load_into
 
     run, meta = _fake_run(tmp_path)
     names = [li.name for li in scrub.scrub_layers(run)]
@@ -161,7 +163,7 @@ def test_scrub_maps_match_a_forward_hook_on_the_saved_weights(tmp_path):
 
 
 def test_run_test_indices_match_the_trainers_subsample():
-    from cnnviz.fastloader import subsample
+    from cnnviz.train.device_data import subsample
 
     labels = torch.arange(100)
     _, sub = subsample(torch.zeros(100, 1, 1, 1, dtype=torch.uint8), labels, 17, seed=3 + 1)

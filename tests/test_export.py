@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cnnviz.export import export_script, model_source
+from cnnviz.train.export import export_script, model_source
 from cnnviz.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnviz import features
+from cnnviz.inspect import features
 from cnnviz.models import create
-from cnnviz.receptive import draw_box, trace
+from cnnviz.inspect.receptive import draw_box, trace
 
 
 def _no_hooks(model: nn.Module) -> bool:

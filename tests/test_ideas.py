@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnviz import ideas
+from cnnviz.inspect import ideas
 
 
 @pytest.mark.parametrize("n,c", [(2, 64), (3, 64), (2, 5)])

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from cnnviz import jobs, runs
+from cnnviz.train import jobs, runs
 from cnnviz.train import TrainConfig
 
 

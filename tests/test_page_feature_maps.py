@@ -17,7 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnviz import models
-from cnnviz.viewing import shipped_checkpoints
+from cnnviz.inspect.viewing import shipped_checkpoints
 
 from .pagetest import large_builds, ok, open_page, page_path
 
@@ -282,7 +282,7 @@ def shapes_run(tmp_path_factory):
     """A tiny finished LeNet5 run on `shapes` in its own runs folder."""
     import os
 
-    from cnnviz import jobs
+    from cnnviz.train import jobs
     from cnnviz.train import TrainConfig
 
     root = tmp_path_factory.mktemp("fm-runs")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz import evaluate, jobs, runs
+from cnnviz.train import evaluate, jobs, runs
 from cnnviz.train import TrainConfig
 
 from .pagetest import open_page, page_path

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz import jobs, runs
+from cnnviz.train import jobs, runs
 from ui import live
 
 from .pagetest import open_page, page_path
@@ -171,13 +171,13 @@ def test_missing_dataset_is_said_before_starting(monkeypatch, tmp_path):
 def test_diverged_run_shows_the_message_and_advice(monkeypatch):
     """A batch made NaN on purpose (as the engine's own test does) ends 'diverged'; the page says why."""
 
-    from cnnviz import train
+    from cnnviz.train import engine
 
-    class Poison(train.Normalizer):
+    class Poison(engine.Normalizer):
         def from_uint8(self, x):
             return super().from_uint8(x) * float("nan")
 
-    monkeypatch.setattr(train, "Normalizer", Poison)
+    monkeypatch.setattr(engine, "Normalizer", Poison)
     at = _page()
     _tiny(at)
     rid = _start(at)

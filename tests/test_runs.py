@@ -8,8 +8,8 @@ import os
 import pytest
 import torch
 
-from cnnviz import runs
-from cnnviz.checkpoints import CheckpointError, load_checkpoint
+from cnnviz.train import runs
+from cnnviz.models.checkpoints import CheckpointError, load_checkpoint
 from cnnviz.train import TrainConfig, fit
 
 

@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from cnnviz import safezip
+from cnnviz.data import safezip
 from cnnviz.data import DatasetError, load_dataset_from_zip_bytes
-from cnnviz.safezip import SafeZip, UnsafeZipError
+from cnnviz.data.safezip import SafeZip, UnsafeZipError
 
 
 def _zip(entries: list[tuple[str | zipfile.ZipInfo, bytes]], method: int = zipfile.ZIP_DEFLATED) -> bytes:

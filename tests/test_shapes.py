@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnviz import models, shapes
+from cnnviz import models
+from cnnviz.data import shapes
 from cnnviz.data import SHAPES_TEST, SHAPES_TRAIN, load_dataset
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnviz.models import create
-from cnnviz.summary import profile_figure, spatial_profile, summarize
+from cnnviz.inspect.summary import profile_figure, spatial_profile, summarize
 
 
 def conv_flops(k, cin, cout, hout, wout):

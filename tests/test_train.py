@@ -9,8 +9,10 @@ import threading
 import pytest
 import torch
 
-from cnnviz import runs, train
-from cnnviz.checkpoints import load_checkpoint
+from cnnviz import train
+from cnnviz.train import engine
+from cnnviz.train import runs
+from cnnviz.models.checkpoints import load_checkpoint
 from cnnviz.train import TrainConfig, fit, lr_at
 
 
@@ -177,7 +179,7 @@ def test_resume_after_stop_drops_the_partial_epoch_from_curves(tmp_path):
 
 
 def test_poisoned_batch_ends_diverged_with_step_and_advice(tmp_path, monkeypatch):
-    real = train.Normalizer
+    real = engine.Normalizer
 
     class Poison(real):
         calls = 0
@@ -187,7 +189,7 @@ def test_poisoned_batch_ends_diverged_with_step_and_advice(tmp_path, monkeypatch
             out = super().from_uint8(x)
             return out * float("nan") if Poison.calls == 3 else out
 
-    monkeypatch.setattr(train, "Normalizer", Poison)
+    monkeypatch.setattr(engine, "Normalizer", Poison)
     evs = events(tiny(epochs=2), tmp_path)
     done = evs[-1]
     assert done.kind == "done" and done.data["status"] == "diverged"
@@ -262,7 +264,7 @@ def test_schedule_drives_the_optimizer_lr(tmp_path):
 
 
 def test_augment_preset_runs_on_the_batched_path(tmp_path):
-    pytest.importorskip("cnnviz.batch_augment")
+    pytest.importorskip("cnnviz.augment.batch")
     evs = events(tiny(augment="cifar-standard"), tmp_path)
     assert evs[-1].data["status"] == "finished", evs[-1].data
 

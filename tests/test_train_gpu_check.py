@@ -31,7 +31,7 @@ def test_plan_is_valid_and_uses_bf16_channels_last_on_cuda():
 
 @pytest.mark.slow
 def test_quick_cpu_run_of_the_whole_check(tmp_path):
-    pytest.importorskip("cnnviz.batch_augment")
+    pytest.importorskip("cnnviz.augment.batch")
     gc = _load()
     out = tmp_path / "r.json"
     res = gc.main(["--dataset", "shapes", "--device", "cpu", "--quick", "--out", str(out),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cnnviz import models
-from cnnviz.checkpoints import load_checkpoint, load_into
+from cnnviz.models.checkpoints import load_checkpoint, load_into
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 SHIPPED = ["lenet5", "resnet_small"]

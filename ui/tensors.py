@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 from PIL import Image
 
-from cnnviz import display
+from cnnviz.images import display
 from ui.image_state import image_digest
 
 

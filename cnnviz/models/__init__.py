@@ -1,4 +1,10 @@
-"""Model registry: `create(name, num_classes, in_channels)`, `names()`, `info(name)`.
+"""Models: the registry, the architectures, and their checkpoints.
+
+`create(name, num_classes, in_channels)`, `names()`, `info(name)`. Modules:
+- `registry`: one decorator, no if-chains; `lenet`, `resnet`, `airbench`, `classics`: the
+  architectures.
+- `checkpoints`: safetensors weights with cnnviz metadata, written atomically, loaded safely
+  (`load_checkpoint`, `load_into`, `save_checkpoint`).
 
 Registered: the tutorial's `lenet5`, ResNets built from its ResBlk (`resnet_small`,
 `resnet18_cifar`) and torchvision's classics (`alexnet`, `vgg11`, `vgg16`, `googlenet`,
@@ -9,7 +15,8 @@ from . import lenet, resnet  # noqa: F401, I001  (registration side effects; thi
 from . import classics  # noqa: F401, E402
 from . import airbench  # noqa: F401, E402  (speedrun net; owned by the training engine)
 from .classics import PretrainedStatus, create_pretrained, imagenet_categories, pretrained_status
+from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_into, save_checkpoint
 from .registry import ModelInfo, build_count, create, info, names, register
 
-__all__ = ["ModelInfo", "PretrainedStatus", "build_count", "create", "create_pretrained", "imagenet_categories",
+__all__ = ["Checkpoint", "CheckpointError", "load_checkpoint", "load_into", "save_checkpoint", "ModelInfo", "PretrainedStatus", "build_count", "create", "create_pretrained", "imagenet_categories",
            "info", "names", "pretrained_status", "register"]

@@ -121,7 +121,7 @@ def create_pretrained(name: str) -> nn.Module:
     Loads the cached file with `torch.load(weights_only=True)`; raises FileNotFoundError with
     instructions when it is not cached (nothing is downloaded).
     """
-    from ..checkpoints import load_checkpoint, load_into
+    from .checkpoints import load_checkpoint, load_into
 
     st = pretrained_status(name)
     if not st.cached:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .. import display
+from ..images import display
 
 
 def display_scale(sizes: list[tuple[int, int]], max_w: int = 560, max_h: int = 480, max_zoom: int = 8) -> float:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from . import runs
-from .train import Event, TrainConfig, fit, memory_usage
+from .engine import Event, TrainConfig, fit, memory_usage
 
 MAX_STEPS_KEPT = 20_000  # beyond that the step list is thinned (every other point) for the charts
 # GIL switch interval while jobs may run (Python's default is 5 ms). A training step calls torch many

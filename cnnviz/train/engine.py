@@ -1,9 +1,9 @@
 """The training engine: `TrainConfig`, and `fit(config)` yielding `Event`s while it trains.
 
 The hot loop never touches PIL: the dataset's uint8 tensors go to the device once
-(`cnnviz.fastloader`), batches are cut there by a per-epoch permutation, augmented there
-(`cnnviz.batch_augment.BatchAugmenter`) and normalised there. Everything a run writes
-goes to its run directory (see `cnnviz.runs`), so a run survives a closed browser tab,
+(`cnnviz.train.device_data`), batches are cut there by a per-epoch permutation, augmented there
+(`cnnviz.augment.batch.BatchAugmenter`) and normalised there. Everything a run writes
+goes to its run directory (see `cnnviz.train.runs`), so a run survives a closed browser tab,
 a stop, or a kill -9, and can be resumed.
 """
 
@@ -24,10 +24,9 @@ import torch
 from torch.nn import functional as F
 
 from . import runs
-from .checkpoints import atomic_write_bytes, load_checkpoint, load_into, save_checkpoint
-from .fastloader import DeviceData, Normalizer, resize_uint8, subsample
-from .train_config import (DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES,  # noqa: F401  (re-exported)
-                           TrainConfig, lr_at, preset_config)
+from ..models.checkpoints import atomic_write_bytes, load_checkpoint, load_into, save_checkpoint
+from .device_data import DeviceData, Normalizer, resize_uint8, subsample
+from .config import TrainConfig, lr_at
 
 MAX_EPOCH_CHECKPOINTS = 20
 EVAL_BATCH = 1024
@@ -60,7 +59,7 @@ def memory_usage(device: torch.device) -> str:
 
 def _load_data(spec: str, split: str):
     """The dataset (cnnviz.data.load_dataset); a module-level hook so tests can substitute it."""
-    from .data import load_dataset
+    from ..data.datasets import load_dataset
 
     return load_dataset(spec, split)
 
@@ -91,7 +90,7 @@ def _make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def _autocast(device: torch.device, precision: str):
-    from .device import supports_bf16
+    from ..device import supports_bf16
 
     use = precision == "bf16" or (precision == "auto" and supports_bf16(device))
     if not use:
@@ -126,8 +125,8 @@ def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.
 
 def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
          resume: Path | None) -> Iterator[Event]:
-    from . import models
-    from .device import describe, pick_device
+    from .. import models
+    from ..device import describe, pick_device
 
     # ---- validate and set up (errors here are reported before any training) ----
     try:
@@ -178,8 +177,8 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
     augmenter = None
     out_hw = tuple(x_tr.shape[-2:])
     if cfg.augment.strip() not in ("", "none"):
-        from .augment import resolve
-        from .batch_augment import BatchAugmenter
+        from ..augment.pipeline import resolve
+        from ..augment.batch import BatchAugmenter
 
         augmenter = BatchAugmenter(resolve(cfg.augment), device, num_classes)
         out_hw = tuple(augmenter.output_size(out_hw))

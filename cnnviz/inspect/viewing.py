@@ -2,7 +2,7 @@
 
 Every loader returns a `Loaded`: the model in eval mode plus what the pages need to feed it
 (input size, channels, normalisation) and to name its outputs (class names). Checkpoints
-go through `cnnviz.checkpoints` (safetensors or `torch.load(weights_only=True)`), so a
+go through `cnnviz.models.checkpoints` (safetensors or `torch.load(weights_only=True)`), so a
 hostile file is refused before anything in it runs.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import models
-from .checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_into, nonfinite_keys
+from .. import models
+from ..models.checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_into, nonfinite_keys
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "checkpoints"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .data_core import DatasetError, Progress, RawSplits, data_root, dataset_kind, report
+from .registry import DatasetError, Progress, RawSplits, data_root, dataset_kind, report
 
 # spec -> (torchvision class name, folder under the data root, what the folder must hold, note)
 _SETS: dict[str, tuple[str, str, str, str]] = {

@@ -1,6 +1,6 @@
 """Training configuration: `TrainConfig` (validated, JSON round-trip), named presets, lr schedules.
 
-Kept apart from the engine (cnnviz.train, which re-exports everything here) so pages and the
+Kept apart from the engine (`cnnviz.train.engine`; `cnnviz.train` exports the public names) so pages and the
 CLI can build and check configs without the training loop.
 """
 
@@ -58,7 +58,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a clear message if anything is out of range."""
-        from . import models
+        from .. import models
 
         models.info(self.model)  # ValueError naming the known models
         if not isinstance(self.dataset, str) or not self.dataset.strip():
@@ -93,7 +93,7 @@ class TrainConfig:
                 raise ValueError(msg + ".")
         if self.augment.strip() not in ("", "none"):
             try:
-                from .augment import resolve
+                from ..augment.pipeline import resolve
             except ImportError:
                 raise ValueError("Augmentation is not available in this install; use augment='none'.") from None
             resolve(self.augment)  # ValueError with a clear message

@@ -36,8 +36,8 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .augment import Pipeline, Step, _instantiate
-from .augment_specs import SPECS
+from .pipeline import Pipeline, Step, _instantiate
+from .specs import SPECS
 
 _GREY = (0.2989, 0.587, 0.114)
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from .data import ImageDataset
+from .datasets import ImageDataset
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import datacache
+from . import cache
 from . import shapes as _shapes
-from .data_core import KINDS, DatasetError, Progress, RawSplits, dataset_kind, report
+from .registry import KINDS, DatasetError, Progress, RawSplits, dataset_kind, report
 
 __all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_dataset_from_zip_bytes",
            "dataset_choices", "parse_spec", "channel_stats", "source_key", "SPLITS"]
@@ -94,8 +94,8 @@ def _load_shapes(arg: str, download: bool, progress: Progress) -> RawSplits:
 
 
 # the other kinds register themselves on import
-from . import data_files as _data_files  # noqa: E402
-from . import data_torchvision as _data_torchvision  # noqa: E402,F401
+from . import files as _files  # noqa: E402
+from . import downloads as _downloads  # noqa: E402,F401  (registers cifar10, mnist, fashion-mnist)
 
 
 # ---------------------------------------------------------------- API
@@ -157,8 +157,8 @@ def _cached_load(spec: str, kind: str, key_parts: Callable[[], object | None],
     names = [f"{split}_images", f"{split}_labels"]
     parts = key_parts()
     if parts is not None and not refresh:
-        path = datacache.cache_path(kind, datacache.digest(parts))
-        hit = datacache.load(path, names)
+        path = cache.cache_path(kind, cache.digest(parts))
+        hit = cache.load(path, names)
         if hit is not None:
             report(progress, 1.0, "loaded from the cache")
             return _from_cache(spec, split, hit)
@@ -170,7 +170,7 @@ def _cached_load(spec: str, kind: str, key_parts: Callable[[], object | None],
     parts = parts if parts is not None else key_parts()  # e.g. just downloaded
     if parts is not None:
         report(progress, 0.97, "writing the cache")
-        datacache.save(datacache.cache_path(kind, datacache.digest(parts)),
+        cache.save(cache.cache_path(kind, cache.digest(parts)),
                        {"train_images": raw.train_images, "train_labels": raw.train_labels,
                         "test_images": raw.test_images, "test_labels": raw.test_labels}, meta)
     report(progress, 1.0, "done")
@@ -199,7 +199,7 @@ def source_key(spec: str) -> str | None:
     bad spec or a missing folder/zip. Lets a caller keep loaded datasets in memory safely."""
     name, arg = parse_spec(spec)
     parts = KINDS[name].fingerprint(arg)
-    return None if parts is None else datacache.digest(parts)
+    return None if parts is None else cache.digest(parts)
 
 
 def load_dataset_from_zip_bytes(data: bytes, split: str = "train", *, name: str = "upload.zip",
@@ -210,4 +210,4 @@ def load_dataset_from_zip_bytes(data: bytes, split: str = "train", *, name: str 
         raise DatasetError("The uploaded zip is empty.")
     sha = hashlib.sha256(data).hexdigest()
     return _cached_load(f"zip:{name}", "upload", lambda: ["upload", sha],
-                        lambda: _data_files.load_zip_source(bytes(data), progress), split, progress)
+                        lambda: _files.load_zip_source(bytes(data), progress), split, progress)

@@ -107,7 +107,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _live_in_this_process(path: Path) -> bool:
-    jobs = sys.modules.get("cnnviz.jobs")
+    jobs = sys.modules.get("cnnviz.train.jobs")
     if jobs is None:
         return False
     try:
@@ -180,7 +180,7 @@ def write_state(run_dir: Path, payload: dict) -> None:
 
     import torch
 
-    from .checkpoints import atomic_write_bytes
+    from ..models.checkpoints import atomic_write_bytes
 
     blob = io.BytesIO()
     torch.save(payload, blob)
@@ -262,8 +262,8 @@ def delete_run(path: Path) -> None:
 
 def load_model(run: RunInfo, epoch: int | None = None):
     """The run's model (eval mode) with the weights of `epoch` (default: the latest) and their meta."""
-    from . import models
-    from .checkpoints import CheckpointError, load_checkpoint, load_into
+    from .. import models
+    from ..models.checkpoints import CheckpointError, load_checkpoint, load_into
 
     if epoch is None:
         ckpt_path = run.last_checkpoint or (run.checkpoints[max(run.checkpoints)] if run.checkpoints else None)

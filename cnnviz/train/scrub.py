@@ -1,10 +1,10 @@
 """Checkpoint scrubber: one layer's feature maps for one image, at each saved epoch of a run.
 
 `scrub_layers(run)` lists the layers with spatial outputs (as the Feature maps page names
-them, via `cnnviz.features.list_layers`); `maps_at(run, epoch, layer, image)` loads that
+them, via `cnnviz.inspect.features.list_layers`); `maps_at(run, epoch, layer, image)` loads that
 epoch's weights, feeds the image (prepared like the Feature maps page does) and returns the
 layer's output and the model's prediction at that epoch. Pictures come from
-`cnnviz.features.channel_grid`, so both pages draw maps the same way.
+`cnnviz.inspect.features.channel_grid`, so both pages draw maps the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from . import features
-from .receptive import LayerInfo
+from ..inspect import features
+from ..inspect.receptive import LayerInfo
 
 
 @dataclass

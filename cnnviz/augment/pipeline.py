@@ -1,7 +1,7 @@
 """Augmentation pipelines: a validated JSON format, presets, torchvision v2 builds and code export.
 
 A `Pipeline` is a list of `Step(name, params)`; names and parameters come from the table in
-`cnnviz.augment_specs`. Everything from JSON is checked against that table (types, ranges,
+`cnnviz.augment.specs`. Everything from JSON is checked against that table (types, ranges,
 cross-parameter rules) and is never evaluated: `build()` instantiates `torchvision.transforms.v2`
 classes looked up by name in a fixed allow-list, and `to_code()` prints the same calls with
 `repr()` of the validated numbers, strings and lists.
@@ -12,7 +12,7 @@ uint8 tv_tensors.Image until the first step that needs floats (RandomErasing, No
 ToDtype is placed instead of at the end. So the output is always a float32 (C, H, W) tensor, in
 [0, 1] unless the pipeline has a Normalize. Batch-level steps (MixUp, CutMix) are not part of
 `build()`; `build_batch(num_classes)` returns them (a RandomChoice when both are present), and the
-training path applies them after all per-image steps (`cnnviz.batch_augment`).
+training path applies them after all per-image steps (`cnnviz.augment.batch`).
 
 torch is imported lazily so that validation (and `import cnnviz`) stay torch-free.
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .augment_specs import SPECS, Call, Param, TransformSpec, check_value
+from .specs import SPECS, Call, Param, TransformSpec, check_value
 
 MAX_STEPS = 32
 MAX_JSON_CHARS = 100_000
@@ -457,7 +457,7 @@ def to_display(pipeline: Pipeline, x: Any, normalized: bool | None = None):
     uint8 tensors are scaled to [0, 1]; `normalized` overrides whether to undo Normalize.
     """
     import torch
-    from .display import tensor_to_pil
+    from ..images.display import tensor_to_pil
     x = x.detach().as_subclass(torch.Tensor).cpu()
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     norm = [s for s in pipeline.image_steps if s.name == "Normalize"]

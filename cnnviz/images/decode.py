@@ -22,7 +22,7 @@ SUPPORTED = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 # Pillow decoders tried, nothing else: fewer plugins, less attack surface. (Pillow's JPEG
 # opener also returns the multi-picture "MPO" JPEGs that many phones write.)
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "samples"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "samples"
 _FORMATS_TEXT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 
 # Decode fully or fail: never accept a truncated file silently (this is Pillow's default;

@@ -104,7 +104,7 @@ def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def run_test_indices(n: int, limit: int | None, seed: int) -> np.ndarray:
     """Positions of the test images a run was scored on: all of them, or the seeded subset that
-    cnnviz.fastloader.subsample(..., limit, seed + 1) draws for `limit_test` (sorted)."""
+    cnnviz.train.device_data.subsample(..., limit, seed + 1) draws for `limit_test` (sorted)."""
     if limit is None or limit >= n:
         return np.arange(n, dtype=np.int64)
     g = torch.Generator().manual_seed(seed + 1)
@@ -120,9 +120,10 @@ def evaluate_run(run, epoch: int | None = None, split: str = "test", limit: int 
     further. Raises DatasetError (a ValueError) when the dataset can't be loaded and CheckpointError
     when the run has no usable checkpoint; both carry user-facing messages.
     """
-    from . import data, runs
-    from .device import pick_device
-    from .fastloader import resize_uint8
+    from .. import data
+    from . import runs
+    from ..device import pick_device
+    from .device_data import resize_uint8
 
     model, meta = runs.load_model(run, epoch)
     spec = meta.get("dataset") or run.config.get("dataset", "shapes")

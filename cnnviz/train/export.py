@@ -196,7 +196,7 @@ if __name__ == "__main__":
 
 def model_source(model_name: str) -> tuple[str, str, str]:
     """(source of the model's module without cnnviz imports/decorators, builder name, file)."""
-    from . import models
+    from .. import models
 
     builder = models.info(model_name).builder
     path = inspect.getsourcefile(builder)
@@ -219,7 +219,7 @@ def _augment_code(augment: str) -> tuple[str, str, bool]:
     """(function body returning the transform, label, normalizes?) for the run's augmentation."""
     if augment.strip() in ("", "none"):
         return "    return v2.Identity()", "none", False
-    from .augment import resolve
+    from ..augment.pipeline import resolve
 
     pipe = resolve(augment)
     names = [getattr(s, "name", "") for s in pipe.steps]
@@ -231,7 +231,7 @@ def _augment_code(augment: str) -> tuple[str, str, bool]:
 
 def export_script(run_dir: Path, out: Path) -> Path:
     """Write the standalone script of the run in `run_dir` to `out`; returns `out`."""
-    from .train import TrainConfig, lr_at
+    from .config import TrainConfig, lr_at
 
     run = runs.load_run(Path(run_dir))
     if not run.config:
@@ -239,7 +239,7 @@ def export_script(run_dir: Path, out: Path) -> Path:
     cfg = TrainConfig.from_dict(run.config)
     meta: dict = {}
     if run.last_checkpoint is not None:
-        from .checkpoints import load_checkpoint
+        from ..models.checkpoints import load_checkpoint
 
         meta = load_checkpoint(run.last_checkpoint).meta
     start = run.start
@@ -272,7 +272,7 @@ def export_checkpoint(run_dir: Path, out: Path, epoch: int | None = None) -> tup
 
     This is how the shipped checkpoints in assets/checkpoints/ are made from CLI runs.
     """
-    from .checkpoints import load_checkpoint, save_checkpoint
+    from ..models.checkpoints import load_checkpoint, save_checkpoint
 
     run = runs.load_run(Path(run_dir))
     src = run.last_checkpoint if epoch is None else run.checkpoints.get(int(epoch))

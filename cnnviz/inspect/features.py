@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 from torch import nn
 from torch.nn import functional as F
 
-from . import display
+from ..images import display
 from .receptive import LayerInfo, trace
 
 Hook = Callable[[nn.Module, tuple, object], object]

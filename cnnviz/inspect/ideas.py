@@ -128,7 +128,7 @@ class ResidualDemo:
 
 def residual_maps(x: torch.Tensor, seed: int = 0) -> ResidualDemo:
     """The tutorial's ResBlk (3 -> 3 channels, identity shortcut), seeded, on image tensor `x` (3,H,W)."""
-    from .models.resnet import ResBlk
+    from ..models.resnet import ResBlk
 
     torch.manual_seed(seed)
     blk = ResBlk(x.shape[0], x.shape[0]).eval()
@@ -156,7 +156,7 @@ class ResidualPictures:
 
 def residual_pictures(demo: ResidualDemo) -> ResidualPictures:
     """Pictures of a `residual_maps` result: the image, the change F(x) on grey, and the image after it."""
-    from .display import tensor_to_pil
+    from ..images.display import tensor_to_pil
 
     lim = float(demo.fx.abs().max()) or 1.0
     return ResidualPictures(

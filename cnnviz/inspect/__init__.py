@@ -1,0 +1,20 @@
+"""Looking inside a model: what each layer does to the shape, what it sees, what it computes.
+
+Modules:
+- `summary`: layer-by-layer output shapes, parameters and FLOPs from a real forward pass
+  (`torch.utils.flop_counter`), and the depth profile.
+- `features`: feature maps of any layer and Grad-CAM, with hooks owned by a context manager;
+  top-k predictions; the pictures of them.
+- `receptive`: receptive fields computed through the network's real graph.
+- `viewing`: a model ready to look inside: random, shipped, a run's or uploaded checkpoint,
+  cached torchvision weights.
+- `ideas`: worked examples of the ideas behind the classic networks, with real layers.
+"""
+
+from . import features, ideas, receptive, summary, viewing
+from .features import feature_maps, grad_cam
+from .receptive import trace
+from .summary import Summary, summarize
+
+__all__ = ["features", "ideas", "receptive", "summary", "viewing", "feature_maps", "grad_cam", "trace",
+           "Summary", "summarize"]

@@ -1,0 +1,19 @@
+"""Training: a run from a config to a directory of metrics and checkpoints, and what reads it back.
+
+Modules:
+- `config`: `TrainConfig` (validated, JSON round-trip), named presets, lr schedules.
+- `engine`: `fit(config)`, the training loop as named steps (set-up, epoch, evaluation,
+  checkpoint, finish), yielding `Event`s.
+- `device_data`: the dataset's uint8 tensors on the device, batches cut there, normalised there.
+- `runs`: run directories on disk (`config.json`, append-only `metrics.jsonl`, checkpoints).
+- `jobs`: a run in a background thread, polled by snapshots (notebooks and the app).
+- `evaluate`: predictions, confusion matrix, most confident mistakes of a trained run.
+- `export`: a run as a standalone PyTorch script or a plain checkpoint.
+- `scrub`: one layer's feature maps across a run's saved epochs.
+"""
+
+from .config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig, lr_at, preset_config
+from .engine import Event, fit, memory_usage
+
+__all__ = ["DEVICES", "OPTIMIZERS", "PRECISIONS", "PRESETS", "SCHEDULES", "TrainConfig", "lr_at",
+           "preset_config", "Event", "fit", "memory_usage"]
