@@ -125,38 +125,111 @@ def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.
 
 def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
          resume: Path | None) -> Iterator[Event]:
+    """The loop, as it reads: set up, then per epoch train / evaluate / checkpoint, then finish."""
+    run = yield from _set_up(cfg, run_dir, resume)
+    if run is None:  # set-up said why in an error event
+        return
+    try:
+        yield _start(run)
+        for epoch in range(run.epochs_done + 1, cfg.epochs + 1):
+            stats = yield from _train_epoch(run, epoch, stop_event)
+            if stats is None:  # stopped or diverged: the step loop has said so
+                return
+            test_loss, test_acc = _evaluate(run)
+            ended = _end_epoch(run, epoch, stats, test_loss, test_acc)
+            if ended is not None:
+                yield ended
+                return
+            yield Event("epoch", dict(run.last_epoch))
+            yield _checkpoint(run, epoch, partial=False)
+        yield _finish(run, "finished")
+    except torch.cuda.OutOfMemoryError as exc:
+        traceback.clear_frames(exc.__traceback__)  # drop the batch's tensors before the next run
+        with contextlib.suppress(Exception):
+            torch.cuda.empty_cache()
+        data = {"message": f"CUDA out of memory (batch size {cfg.batch_size}, model {cfg.model}).",
+                "advice": _advice_oom(cfg), "step": run.global_step}
+        run.log.write("error", data)
+        yield Event("error", data)
+    except Exception as exc:  # noqa: BLE001 - log it in the run too, then report it
+        data = {"message": f"{type(exc).__name__}: {exc}", "advice": "Training failed; see the traceback.",
+                "traceback": traceback.format_exc(), "step": run.global_step}
+        run.log.write("error", data)
+        yield Event("error", data)
+    finally:
+        run.log.close()
+        (run.run_dir / runs.PID_FILE).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The state of one run, built by _set_up and advanced by the steps below.
+
+@dataclass
+class _Run:
+    cfg: TrainConfig
+    device: torch.device
+    run_dir: Path
+    model: torch.nn.Module
+    forward: Any                      # the model, or its torch.compile'd wrapper
+    opt: torch.optim.Optimizer
+    train: DeviceData
+    test: DeviceData
+    norm: Normalizer
+    augmenter: Any                    # BatchAugmenter or None
+    autocast: Any                     # a context-manager factory
+    fmt: torch.memory_format
+    model_hw: tuple[int, int]
+    steps_per_epoch: int
+    total_steps: int
+    log: runs.MetricsLog
+    meta: dict                        # what every checkpoint records
+    start_info: dict                  # the start event's data
+    notes: list[str]
+    resumed: bool
+    epochs_done: int = 0
+    global_step: int = 0
+    elapsed_prev: float = 0.0         # training time of the runs this one resumes
+    t0: float = 0.0                   # when this process started training
+    last_epoch: dict = field(default_factory=dict)
+
+    def elapsed(self) -> float:
+        return self.elapsed_prev + (time.perf_counter() - self.t0)
+
+
+@dataclass
+class _EpochStats:
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int
+    train_s: float
+    t_start: float
+
+
+def _error(message: str, advice: str) -> Event:
+    return Event("error", {"message": message, "advice": advice})
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up: validate, load the data, build the model, move both to the device. Errors here are
+# reported before anything is written to the run.
+
+def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
+    """Yield an error event and return None, or return the _Run ready to train."""
     from .. import models
     from ..device import describe, pick_device
 
-    # ---- validate and set up (errors here are reported before any training) ----
     try:
         cfg.validate()
         device = pick_device(cfg.device)
     except ValueError as exc:
-        yield Event("error", {"message": str(exc), "advice": "Fix the setting and start again."})
-        return
-    prev_state: dict | None = None
+        yield _error(str(exc), "Fix the setting and start again.")
+        return None
+    prev_state = None
     if resume is not None:
         run_dir = Path(resume)
-        try:
-            saved = runs.load_run(run_dir)
-        except FileNotFoundError as exc:
-            yield Event("error", {"message": str(exc), "advice": "Pick an existing run to resume."})
-            return
-        for key in ("model", "dataset"):
-            if saved.config.get(key) not in (None, getattr(cfg, key)):
-                yield Event("error", {"message": f"Cannot resume: the run used {key}={saved.config.get(key)!r}, "
-                                                 f"not {getattr(cfg, key)!r}.", "advice": "Resume with the run's config."})
-                return
-        if saved.last_checkpoint is None or not (run_dir / runs.LAST_STATE).is_file():
-            yield Event("error", {"message": f"Run {run_dir.name} has no checkpoint to resume from.",
-                                  "advice": "Start a new run instead."})
-            return
-        try:
-            prev_state = torch.load(run_dir / runs.LAST_STATE, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            yield Event("error", {"message": f"Cannot read {runs.LAST_STATE}: {exc}", "advice": "Start a new run."})
-            return
+        prev_state = yield from _resume_state(cfg, run_dir)
+        if prev_state is None:
+            return None
     run_dir = Path(run_dir) if run_dir is not None else runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -165,20 +238,19 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
         train_ds = _load_data(cfg.dataset, "train")
         test_ds = _load_data(cfg.dataset, "test")
     except (ValueError, FileNotFoundError, OSError) as exc:  # DatasetError is a ValueError
-        yield Event("error", {"message": f"Dataset {cfg.dataset!r}: {exc}",
-                              "advice": "Check the dataset on the Datasets page (download it or fix the path)."})
-        return
+        yield _error(f"Dataset {cfg.dataset!r}: {exc}",
+                     "Check the dataset on the Datasets page (download it or fix the path).")
+        return None
     num_classes, in_ch = len(train_ds.classes), int(train_ds.images.shape[1])
     notes: list[str] = [n for n in (getattr(train_ds, "note", ""),) if n]
-
     x_tr, y_tr = subsample(train_ds.images, train_ds.labels, cfg.limit_train, cfg.seed)
     x_te, y_te = subsample(test_ds.images, test_ds.labels, cfg.limit_test, cfg.seed + 1)
 
     augmenter = None
     out_hw = tuple(x_tr.shape[-2:])
     if cfg.augment.strip() not in ("", "none"):
-        from ..augment.pipeline import resolve
         from ..augment.batch import BatchAugmenter
+        from ..augment.pipeline import resolve
 
         augmenter = BatchAugmenter(resolve(cfg.augment), device, num_classes)
         out_hw = tuple(augmenter.output_size(out_hw))
@@ -188,28 +260,19 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
     with _INIT_LOCK:
         torch.manual_seed(cfg.seed)
         model = models.create(cfg.model, num_classes=num_classes, in_channels=in_ch)
-    minfo = models.info(cfg.model)
-    model_hw = out_hw
-    model.eval()
-    try:  # does the model take this size? (LeNet5's Linear(800) wants 32x32)
-        with torch.no_grad():
-            model(torch.zeros(2, in_ch, *out_hw))
-    except RuntimeError:
-        model_hw = (minfo.input_size, minfo.input_size)
-        notes.append(f"images resized from {out_hw[0]}x{out_hw[1]} to the model's {model_hw[0]}x{model_hw[1]}")
+    model_hw = _input_size(model, in_ch, out_hw, models.info(cfg.model).input_size, notes)
     if tuple(x_te.shape[-2:]) != out_hw:
         x_te = resize_uint8(x_te, out_hw)
     if model_hw != out_hw:
         x_te = resize_uint8(x_te, model_hw)
         if augmenter is None:
             x_tr = resize_uint8(x_tr, model_hw)
-
     if prev_state is not None:
         try:
             load_into(model, load_checkpoint(run_dir / runs.LAST_WEIGHTS), cfg.model)
         except ValueError as exc:
-            yield Event("error", {"message": str(exc), "advice": "Start a new run instead."})
-            return
+            yield _error(str(exc), "Start a new run instead.")
+            return None
 
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     try:
@@ -217,28 +280,23 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
         train = DeviceData(x_tr, y_tr, device)
         test = DeviceData(x_te, y_te, device)
     except torch.cuda.OutOfMemoryError:
-        yield Event("error", {"message": "Out of memory moving the dataset/model to the device.",
-                              "advice": _advice_oom(cfg)})
-        return
+        yield _error("Out of memory moving the dataset/model to the device.", _advice_oom(cfg))
+        return None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    norm = Normalizer(tuple(train_ds.mean), tuple(train_ds.std), device, cfg.channels_last)
     opt = _make_optimizer(cfg, model.parameters())
-    autocast = _autocast(device, cfg.precision)
-    forward = model
-    if cfg.compile:
-        try:
-            forward = torch.compile(model)
-        except Exception as exc:  # noqa: BLE001 - any failure means: run eager
-            notes.append(f"torch.compile unavailable ({type(exc).__name__}); running eager")
     steps_per_epoch = train.num_batches(cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    epochs_done, global_step, elapsed_prev = 0, 0, 0.0
+    run = _Run(cfg=cfg, device=device, run_dir=run_dir, model=model, forward=_compiled(model, cfg, notes), opt=opt,
+               train=train, test=test, norm=Normalizer(tuple(train_ds.mean), tuple(train_ds.std), device,
+                                                      cfg.channels_last),
+               augmenter=augmenter, autocast=_autocast(device, cfg.precision), fmt=fmt, model_hw=model_hw,
+               steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * cfg.epochs, log=None, meta={},
+               start_info={}, notes=notes, resumed=prev_state is not None)
     if prev_state is not None:
         opt.load_state_dict(prev_state["optimizer"])
-        epochs_done = int(prev_state.get("epochs_done", 0))
-        global_step = int(prev_state.get("global_step", 0))
-        elapsed_prev = float(prev_state.get("elapsed_s", 0.0))
+        run.epochs_done = int(prev_state.get("epochs_done", 0))
+        run.global_step = int(prev_state.get("global_step", 0))
+        run.elapsed_prev = float(prev_state.get("elapsed_s", 0.0))
         with contextlib.suppress(Exception):
             torch.set_rng_state(prev_state["rng"]["torch"])
     load_s = time.perf_counter() - t_load
@@ -246,165 +304,216 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
     # (on resume the run continues with this config, e.g. more epochs)
     atomic_write_bytes(run_dir / runs.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
     atomic_write_bytes(run_dir / runs.PID_FILE, str(os.getpid()).encode())
-    log = runs.MetricsLog(run_dir / runs.METRICS_FILE)
-    meta_base = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
-                 "input_size": int(model_hw[0]), "classes": list(train_ds.classes),
-                 "mean": list(train_ds.mean), "std": list(train_ds.std), "run_id": run_dir.name,
-                 "dataset": cfg.dataset, "augment": cfg.augment, "config": cfg.to_dict()}
+    run.log = runs.MetricsLog(run_dir / runs.METRICS_FILE)
+    classes, mean, std = list(train_ds.classes), list(train_ds.mean), list(train_ds.std)
+    run.meta = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
+                "input_size": int(model_hw[0]), "classes": classes, "mean": mean, "std": std,
+                "run_id": run_dir.name, "dataset": cfg.dataset, "augment": cfg.augment, "config": cfg.to_dict()}
+    run.start_info = {"run_id": run_dir.name, "run_dir": str(run_dir), "device": describe(device),
+                      "device_type": device.type, "model": cfg.model,
+                      "params": sum(p.numel() for p in model.parameters()), "dataset": cfg.dataset,
+                      "n_train": len(train), "n_test": len(test), "classes": classes, "mean": mean, "std": std,
+                      "input_size": list(model_hw), "in_channels": in_ch, "steps_per_epoch": steps_per_epoch,
+                      "epochs": cfg.epochs, "start_epoch": run.epochs_done + 1, "load_s": round(load_s, 3),
+                      "precision": "bf16" if run.autocast is not contextlib.nullcontext else "fp32",
+                      "notes": notes, "resumed": run.resumed}
+    return run
 
-    def checkpoint(epoch_done: int, partial: bool, metrics: dict) -> Event:
-        meta = {**meta_base, "epoch": epoch_done, "step": global_step, "partial": partial, "metrics": metrics}
-        files = []
-        if not partial:
-            p = save_checkpoint(model, run_dir / runs.epoch_checkpoint_name(epoch_done), meta)
-            files.append(p.name)
-        save_checkpoint(model, run_dir / runs.LAST_WEIGHTS, meta)
-        _save_state(run_dir, opt, {"epochs_done": epoch_done, "global_step": global_step,
-                                   "elapsed_s": elapsed_prev + (time.perf_counter() - t0), "partial": partial},
-                    device)
-        if not partial:
-            runs.thin_checkpoints(run_dir, MAX_EPOCH_CHECKPOINTS)
-        data = {"epoch": epoch_done, "step": global_step, "partial": partial,
-                "path": str(run_dir / runs.LAST_WEIGHTS), "files": files + [runs.LAST_WEIGHTS]}
-        log.write("checkpoint", data)
-        return Event("checkpoint", data)
 
-    def done(status: str, **extra: Any) -> Event:
-        data = {"status": status, "epochs_done": epochs_done, "step": global_step,
-                "elapsed_s": elapsed_prev + (time.perf_counter() - t0), "run_dir": str(run_dir), **extra}
-        if last_epoch:
-            data.update({k: last_epoch[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
-        log.write("done", data)
-        return Event("done", data)
-
-    def evaluate() -> tuple[float, float]:
-        model.eval()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        with torch.no_grad(), autocast():
-            for xb, yb in test.batches(EVAL_BATCH, shuffle=False, drop_tiny=False):
-                out = forward(norm.from_uint8(xb))
-                loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-                correct += (out.argmax(1) == yb).sum()
-        model.train()
-        n = max(1, len(test))
-        return loss_sum.item() / n, correct.item() / n
-
-    start = {"run_id": run_dir.name, "run_dir": str(run_dir), "device": describe(device), "device_type": device.type,
-             "model": cfg.model,
-             "params": sum(p.numel() for p in model.parameters()), "dataset": cfg.dataset,
-             "n_train": len(train), "n_test": len(test), "classes": list(train_ds.classes),
-             "mean": list(train_ds.mean), "std": list(train_ds.std),
-             "input_size": list(model_hw), "in_channels": in_ch, "steps_per_epoch": steps_per_epoch,
-             "epochs": cfg.epochs, "start_epoch": epochs_done + 1, "load_s": round(load_s, 3),
-             "precision": "bf16" if autocast is not contextlib.nullcontext else "fp32", "notes": notes,
-             "resumed": prev_state is not None}
-    if prev_state is not None:
-        log.write("resume", {"epochs_done": epochs_done, "global_step": global_step})
-    log.write("start", start)
-    yield Event("start", start)
-
-    t0 = time.perf_counter()
-    last_epoch: dict = {}
-    log_every = 1 if device.type == "cpu" else 10
-    gen = torch.Generator(device=device)
-    aug_gen = torch.Generator(device=device)
-    model.train()
+def _resume_state(cfg: TrainConfig, run_dir: Path):
+    """Yield an error event and return None, or return the saved optimizer/RNG/progress state."""
     try:
-        for epoch in range(epochs_done + 1, cfg.epochs + 1):
-            gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-            aug_gen.manual_seed(cfg.seed * 1_000_003 + epoch + 500_009)
-            t_ep = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device)
-            seen = 0
+        saved = runs.load_run(run_dir)
+    except FileNotFoundError as exc:
+        yield _error(str(exc), "Pick an existing run to resume.")
+        return None
+    for key in ("model", "dataset"):
+        if saved.config.get(key) not in (None, getattr(cfg, key)):
+            yield _error(f"Cannot resume: the run used {key}={saved.config.get(key)!r}, not {getattr(cfg, key)!r}.",
+                         "Resume with the run's config.")
+            return None
+    if saved.last_checkpoint is None or not (run_dir / runs.LAST_STATE).is_file():
+        yield _error(f"Run {run_dir.name} has no checkpoint to resume from.", "Start a new run instead.")
+        return None
+    try:
+        return torch.load(run_dir / runs.LAST_STATE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable state: say so
+        yield _error(f"Cannot read {runs.LAST_STATE}: {exc}", "Start a new run.")
+        return None
+
+
+def _input_size(model: torch.nn.Module, in_ch: int, hw: tuple[int, int], native: int,
+                notes: list[str]) -> tuple[int, int]:
+    """The data's size if the model takes it, else the model's own (LeNet5's Linear(800) wants 32x32)."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, in_ch, *hw))
+        return hw
+    except RuntimeError:
+        notes.append(f"images resized from {hw[0]}x{hw[1]} to the model's {native}x{native}")
+        return (native, native)
+
+
+def _compiled(model: torch.nn.Module, cfg: TrainConfig, notes: list[str]):
+    if not cfg.compile:
+        return model
+    try:
+        return torch.compile(model)
+    except Exception as exc:  # noqa: BLE001 - any failure means: run eager
+        notes.append(f"torch.compile unavailable ({type(exc).__name__}); running eager")
+        return model
+
+
+def _start(run: _Run) -> Event:
+    if run.resumed:
+        run.log.write("resume", {"epochs_done": run.epochs_done, "global_step": run.global_step})
+    run.log.write("start", run.start_info)
+    run.t0 = time.perf_counter()
+    return Event("start", run.start_info)
+
+
+# ---------------------------------------------------------------------------------------------
+# One epoch: seeded permutation, batches cut on the device, augmented, normalised, one step each.
+
+def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
+    """Yield step events; return the epoch's running sums, or None when the run stopped or diverged."""
+    cfg, device = run.cfg, run.device
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch + 500_009)
+    log_every = 1 if device.type == "cpu" else 10
+    run.model.train()
+    t_ep = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
+    for i, (xb, yb) in enumerate(run.train.batches(cfg.batch_size, gen)):
+        if stop_event.is_set():
+            yield _checkpoint(run, run.epochs_done, partial=True)
+            yield _finish(run, "stopped", message=f"Stopped by the user in epoch {epoch}, step {run.global_step}.")
+            return None
+        lr = lr_at(cfg.schedule, cfg.lr, run.global_step, run.total_steps)
+        for g in run.opt.param_groups:
+            g["lr"] = lr
+        x, yt = _batch_inputs(run, xb, yb, aug_gen)
+        out = _forward(run, x)
+        loss = F.cross_entropy(out.float(), yt, label_smoothing=cfg.label_smoothing)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.global_step += 1
+        bs = yb.shape[0]
+        seen += bs
+        ld = loss.detach()
+        loss_sum += ld * bs
+        win_loss += ld * bs
+        win_n += bs
+        target = yt if yt.ndim == 1 else yt.argmax(1)
+        correct += (out.detach().argmax(1) == target).sum()
+        if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
+            lval = win_loss.item() / win_n
+            if not math.isfinite(lval):
+                msg = f"The loss became {lval} at step {run.global_step} (epoch {epoch})."
+                yield _finish(run, "diverged", message=msg, advice=_advice_diverged(cfg),
+                              diverged_step=run.global_step)
+                return None
+            now = time.perf_counter()
+            sd = {"step": run.global_step, "epoch": epoch, "loss": lval, "lr": lr,
+                  "images_per_s": win_n / max(now - win_t, 1e-9),
+                  "progress": run.global_step / max(1, run.total_steps), "elapsed_s": run.elapsed()}
+            run.log.write("step", sd, sync=False)
+            yield Event("step", sd)
             win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
-            for i, (xb, yb) in enumerate(train.batches(cfg.batch_size, gen)):
-                if stop_event.is_set():
-                    yield checkpoint(epochs_done, True, last_epoch)
-                    yield done("stopped", message=f"Stopped by the user in epoch {epoch}, step {global_step}.")
-                    return
-                lr = lr_at(cfg.schedule, cfg.lr, global_step, total_steps)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                if augmenter is not None:
-                    xf, yt = augmenter(xb, yb, generator=aug_gen)
-                    if model_hw != tuple(xf.shape[-2:]):
-                        xf = F.interpolate(xf, size=model_hw, mode="bilinear", antialias=True)
-                    if augmenter.normalizes:
-                        x = xf.contiguous(memory_format=fmt)
-                    else:
-                        x = norm.from_unit(xf)
-                else:
-                    x, yt = norm.from_uint8(xb), yb
-                try:
-                    with autocast():
-                        out = forward(x)
-                except Exception as exc:  # noqa: BLE001
-                    if forward is model or isinstance(exc, torch.cuda.OutOfMemoryError):
-                        raise
-                    notes.append(f"torch.compile failed ({type(exc).__name__}); fell back to eager")
-                    log.write("note", {"message": notes[-1]})
-                    forward = model
-                    with autocast():
-                        out = forward(x)
-                loss = F.cross_entropy(out.float(), yt, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                global_step += 1
-                bs = yb.shape[0]
-                seen += bs
-                ld = loss.detach()
-                loss_sum += ld * bs
-                win_loss += ld * bs
-                win_n += bs
-                target = yt if yt.ndim == 1 else yt.argmax(1)
-                correct += (out.detach().argmax(1) == target).sum()
-                if (i + 1) % log_every == 0 or i + 1 == steps_per_epoch:
-                    lval = win_loss.item() / win_n
-                    if not math.isfinite(lval):
-                        msg = f"The loss became {lval} at step {global_step} (epoch {epoch})."
-                        yield done("diverged", message=msg, advice=_advice_diverged(cfg), diverged_step=global_step)
-                        return
-                    now = time.perf_counter()
-                    sd = {"step": global_step, "epoch": epoch, "loss": lval, "lr": lr,
-                          "images_per_s": win_n / max(now - win_t, 1e-9),
-                          "progress": global_step / max(1, total_steps),
-                          "elapsed_s": elapsed_prev + now - t0}
-                    log.write("step", sd, sync=False)
-                    yield Event("step", sd)
-                    win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
-            train_time = time.perf_counter() - t_ep
-            test_loss, test_acc = evaluate()
-            epochs_done = epoch
-            last_epoch = {"epoch": epoch, "train_loss": loss_sum.item() / max(1, seen),
-                          "train_acc": correct.item() / max(1, seen), "test_loss": test_loss, "test_acc": test_acc,
-                          "lr": lr_at(cfg.schedule, cfg.lr, global_step, total_steps),
-                          "images_per_s": seen / max(train_time, 1e-9),
-                          "epoch_s": time.perf_counter() - t_ep, "elapsed_s": elapsed_prev + time.perf_counter() - t0,
-                          "step": global_step, "progress": global_step / max(1, total_steps)}
-            if not math.isfinite(last_epoch["train_loss"]) or not math.isfinite(test_loss):
-                yield done("diverged", message=f"The loss became NaN/inf in epoch {epoch}.",
-                           advice=_advice_diverged(cfg), diverged_step=global_step)
-                return
-            log.write("epoch", last_epoch)
-            yield Event("epoch", dict(last_epoch))
-            yield checkpoint(epoch, False, last_epoch)
-        yield done("finished")
-    except torch.cuda.OutOfMemoryError:
-        with contextlib.suppress(Exception):
-            del x, out, loss
-            torch.cuda.empty_cache()
-        data = {"message": f"CUDA out of memory (batch size {cfg.batch_size}, model {cfg.model}).",
-                "advice": _advice_oom(cfg), "step": global_step}
-        log.write("error", data)
-        yield Event("error", data)
-    except Exception as exc:  # noqa: BLE001 - log it in the run too, then report it
-        data = {"message": f"{type(exc).__name__}: {exc}", "advice": "Training failed; see the traceback.",
-                "traceback": traceback.format_exc(), "step": global_step}
-        log.write("error", data)
-        yield Event("error", data)
-    finally:
-        log.close()
-        (run_dir / runs.PID_FILE).unlink(missing_ok=True)
+    return _EpochStats(loss_sum, correct, seen, time.perf_counter() - t_ep, t_ep)
+
+
+def _batch_inputs(run: _Run, xb: torch.Tensor, yb: torch.Tensor, aug_gen: torch.Generator):
+    """uint8 batch -> the model's normalised float input (augmented on the device when asked) and targets."""
+    if run.augmenter is None:
+        return run.norm.from_uint8(xb), yb
+    xf, yt = run.augmenter(xb, yb, generator=aug_gen)
+    if run.model_hw != tuple(xf.shape[-2:]):
+        xf = F.interpolate(xf, size=run.model_hw, mode="bilinear", antialias=True)
+    if run.augmenter.normalizes:
+        return xf.contiguous(memory_format=run.fmt), yt
+    return run.norm.from_unit(xf), yt
+
+
+def _forward(run: _Run, x: torch.Tensor) -> torch.Tensor:
+    """The forward pass under autocast; a torch.compile failure falls back to eager once, noted."""
+    try:
+        with run.autocast():
+            return run.forward(x)
+    except Exception as exc:  # noqa: BLE001
+        if run.forward is run.model or isinstance(exc, torch.cuda.OutOfMemoryError):
+            raise
+        run.notes.append(f"torch.compile failed ({type(exc).__name__}); fell back to eager")
+        run.log.write("note", {"message": run.notes[-1]})
+        run.forward = run.model
+        with run.autocast():
+            return run.forward(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation, the epoch's record, checkpoints, the end.
+
+def _evaluate(run: _Run) -> tuple[float, float]:
+    """Test loss and accuracy over the whole test split (eval mode, no grad)."""
+    run.model.eval()
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    with torch.no_grad(), run.autocast():
+        for xb, yb in run.test.batches(EVAL_BATCH, shuffle=False, drop_tiny=False):
+            out = run.forward(run.norm.from_uint8(xb))
+            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
+            correct += (out.argmax(1) == yb).sum()
+    run.model.train()
+    n = max(1, len(run.test))
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_acc: float) -> Event | None:
+    """Record the epoch in run.last_epoch and the log; a 'diverged' done event if its losses are not finite."""
+    cfg = run.cfg
+    run.epochs_done = epoch
+    run.last_epoch = {"epoch": epoch, "train_loss": st.loss_sum.item() / max(1, st.seen),
+                      "train_acc": st.correct.item() / max(1, st.seen), "test_loss": test_loss, "test_acc": test_acc,
+                      "lr": lr_at(cfg.schedule, cfg.lr, run.global_step, run.total_steps),
+                      "images_per_s": st.seen / max(st.train_s, 1e-9),
+                      "epoch_s": time.perf_counter() - st.t_start, "elapsed_s": run.elapsed(),
+                      "step": run.global_step, "progress": run.global_step / max(1, run.total_steps)}
+    if not math.isfinite(run.last_epoch["train_loss"]) or not math.isfinite(test_loss):
+        return _finish(run, "diverged", message=f"The loss became NaN/inf in epoch {epoch}.",
+                       advice=_advice_diverged(cfg), diverged_step=run.global_step)
+    run.log.write("epoch", run.last_epoch)
+    return None
+
+
+def _checkpoint(run: _Run, epoch_done: int, partial: bool) -> Event:
+    """Weights (per epoch, and last) + optimizer/RNG state, written atomically; a checkpoint event."""
+    meta = {**run.meta, "epoch": epoch_done, "step": run.global_step, "partial": partial,
+            "metrics": run.last_epoch}
+    files = []
+    if not partial:
+        p = save_checkpoint(run.model, run.run_dir / runs.epoch_checkpoint_name(epoch_done), meta)
+        files.append(p.name)
+    save_checkpoint(run.model, run.run_dir / runs.LAST_WEIGHTS, meta)
+    _save_state(run.run_dir, run.opt, {"epochs_done": epoch_done, "global_step": run.global_step,
+                                       "elapsed_s": run.elapsed(), "partial": partial}, run.device)
+    if not partial:
+        runs.thin_checkpoints(run.run_dir, MAX_EPOCH_CHECKPOINTS)
+    data = {"epoch": epoch_done, "step": run.global_step, "partial": partial,
+            "path": str(run.run_dir / runs.LAST_WEIGHTS), "files": files + [runs.LAST_WEIGHTS]}
+    run.log.write("checkpoint", data)
+    return Event("checkpoint", data)
+
+
+def _finish(run: _Run, status: str, **extra: Any) -> Event:
+    """The final 'done' line: status, progress, the last epoch's scores."""
+    data = {"status": status, "epochs_done": run.epochs_done, "step": run.global_step,
+            "elapsed_s": run.elapsed(), "run_dir": str(run.run_dir), **extra}
+    if run.last_epoch:
+        data.update({k: run.last_epoch[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
+    run.log.write("done", data)
+    return Event("done", data)
