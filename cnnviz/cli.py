@@ -1,9 +1,12 @@
-"""Command line: `python -m cnnviz train ...` and `python -m cnnviz export RUN_DIR --script out.py`.
+"""Command line: `python -m cnnviz train|sweep|runs|stop|export ...`.
 
 `train` shows a tqdm progress bar on stderr, a line per epoch, and prints a JSON summary as
 the LAST line of stdout. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint
-(status "stopped"); `--resume RUN_DIR` continues it. Exit code: 0 finished/stopped,
-1 diverged, 2 error.
+(status "stopped"); `--resume RUN_DIR` continues it; `--nproc N` trains with N processes under
+torchrun; `--queue` queues the run instead (it starts in the background when a slot is free) and
+prints its directory. Exit code: 0 finished/stopped/queued, 1 diverged, 2 error.
+`sweep` queues a grid of runs (comma-separated values), `runs` lists runs (`--json`), `stop`
+stops a running run or cancels a queued one. All of them honour $CNNVIZ_RUNS.
 """
 
 from __future__ import annotations
@@ -31,9 +34,24 @@ def _parser() -> argparse.ArgumentParser:
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None)
     for flag in ("nesterov", "channels_last", "compile"):
         t.add_argument("--" + flag.replace("_", "-"), dest=flag, action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--config", type=Path, default=None, help="a TrainConfig JSON file (flags override it)")
+    t.add_argument("--queue", action="store_true", help="queue the run and return (it starts when a slot is free)")
     t.add_argument("--run-dir", type=Path, default=None, help="the run directory (default: $CNNVIZ_RUNS/<id>)")
     t.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--nproc", type=int, default=None,
+                   help="train with N processes under torchrun (DistributedDataParallel): one per GPU, "
+                        "or gloo on the CPU; --batch-size is the global batch")
+    sw = sub.add_parser("sweep", help="queue a grid of runs: every combination of comma-separated values")
+    sw.add_argument("--preset", help="start every run from a named config")
+    for name, typ in _FIELDS.items():
+        sw.add_argument("--" + name.replace("_", "-"), dest=name, type=str, default=None,
+                        help=f"one value or several, comma-separated ({typ.__name__})")
+    sw.add_argument("--nproc", type=int, default=None, help="processes per run (torchrun)")
+    r = sub.add_parser("runs", help="list the runs: id, status, epochs done, test accuracy, queue position")
+    r.add_argument("--json", action="store_true", help="one JSON list of objects")
+    s = sub.add_parser("stop", help="stop a running run (checkpoint saved) or cancel a queued one")
+    s.add_argument("run_dir", type=Path)
     e = sub.add_parser("export", help="write a standalone PyTorch script that reproduces a run")
     e.add_argument("run_dir", type=Path)
     e.add_argument("--script", type=Path, default=None, help="write a standalone .py script here")
@@ -58,6 +76,14 @@ def _config_from_args(args: argparse.Namespace):
              if getattr(args, k) is not None}
     if "augment" in given:
         given["augment"] = _augment_arg(given["augment"])
+    if getattr(args, "config", None) is not None:
+        try:
+            base = json.loads(Path(args.config).read_text())
+        except OSError as exc:
+            raise ValueError(f"Cannot read the config file {args.config}: {exc.strerror or exc}.") from None
+        if not isinstance(base, dict):
+            raise ValueError(f"{args.config} is not a JSON object of TrainConfig fields.")
+        return TrainConfig.from_dict({**base, **given})
     if args.resume is not None:
         cfg_path = args.resume / "config.json"
         if not cfg_path.is_file():
@@ -69,21 +95,99 @@ def _config_from_args(args: argparse.Namespace):
     return TrainConfig.from_dict(given)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Run `fit` in the foreground with a progress bar; the last stdout line is a JSON summary."""
+def _nproc_problem(n: int, cfg) -> str | None:
+    """Why `n` processes can't train `cfg` here, in one line, or None."""
+    import os
+
+    from .device import pick_device
+
+    if n < 1:
+        return f"--nproc must be at least 1, not {n}."
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        import torch
+
+        have = torch.cuda.device_count()
+        if n > have:
+            return f"--nproc {n} asks for more processes than the {have} CUDA device(s) here (one process per GPU)."
+    elif device.type == "mps":
+        return "--nproc needs CUDA GPUs or the CPU; Apple MPS trains in one process."
+    else:
+        cores = os.cpu_count() or 1
+        if n > cores:
+            return f"--nproc {n} is more processes than the {cores} CPU cores here."
+    if cfg.batch_size % n:
+        return f"--batch-size {cfg.batch_size} does not split evenly over {n} processes: use a multiple of {n}."
+    return None
+
+
+def _launch_torchrun(args: argparse.Namespace, cfg, argv: list[str]) -> int:
+    """Run this same command under `torchrun --standalone --nproc-per-node N` (argv list, no shell)."""
+    import subprocess
+
+    from .train import runs
+
+    if args.resume is not None:
+        rest = list(argv)
+    else:
+        run_dir = args.run_dir or runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rest = _without(argv, "--run-dir") + ["--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc),
+           "-m", "cnnviz", *_without(rest, "--nproc")]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """argv less `flag VALUE` / `flag=VALUE`."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Run `fit` in the foreground with a progress bar; the last stdout line is a JSON summary.
+
+    With --nproc N > 1 (and not already under torchrun) it relaunches itself under torchrun; each
+    rank then runs this function, and rank 0 alone prints."""
+    import os
+
     try:
         from tqdm import tqdm
     except ImportError:  # requirements.txt has it; without it: no bar, epoch lines only
         tqdm = None
     from .train import fit
+    from .train.distributed import launched_by_torchrun
 
     try:
         cfg = _config_from_args(args)
         cfg.validate()
+        problem = _nproc_problem(args.nproc, cfg) if args.nproc is not None else None
+        if problem:
+            raise ValueError(problem)
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         print(json.dumps({"status": "error", "message": str(exc)}))
         return 2
+    if args.queue:
+        return _queue_run(args, cfg)
+    if (args.nproc or 1) > 1 and not launched_by_torchrun():
+        try:
+            return _launch_torchrun(args, cfg, argv if argv is not None else sys.argv[1:])
+        finally:
+            _dispatch_quietly()
+    if int(os.environ.get("RANK", "0")) != 0:  # other ranks train quietly; rank 0 reports
+        status = "error"
+        for ev in fit(cfg, run_dir=args.run_dir if args.resume is None else None, resume=args.resume):
+            if ev.kind in ("done", "error"):
+                status = ev.data.get("status", "error")
+        return {"finished": 0, "stopped": 0, "diverged": 1}.get(status, 2)
     stop = threading.Event()
 
     def _on_signal(signum, frame):  # noqa: ARG001
@@ -134,7 +238,97 @@ def cmd_train(args: argparse.Namespace) -> int:
                              for e in epochs]
     summary["config"] = cfg.to_dict()
     print(json.dumps(summary), flush=True)
+    if not launched_by_torchrun():  # this run's slot is free: start the next queued run
+        _dispatch_quietly()
     return {"finished": 0, "stopped": 0, "diverged": 1}.get(summary.get("status"), 2)
+
+
+def _dispatch_quietly() -> None:
+    """Start the next queued run(s) of $CNNVIZ_RUNS, if any; a problem is one line on stderr."""
+    from .train import runqueue
+
+    try:
+        runqueue.dispatch()
+    except (OSError, ValueError) as exc:
+        print(f"note: the queue was not dispatched: {exc}", file=sys.stderr)
+
+
+def _queue_run(args: argparse.Namespace, cfg) -> int:
+    from .train import runqueue
+
+    if args.run_dir is not None:
+        print("error: --queue names its own run directory under $CNNVIZ_RUNS; drop --run-dir", file=sys.stderr)
+        return 2
+    try:
+        run_dir = runqueue.submit(cfg, resume_run_dir=args.resume, nproc=args.nproc)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    pos = runqueue.position(run_dir)
+    print(f"{'queued at position ' + str(pos) if pos else 'started'}: {run_dir}", file=sys.stderr)
+    print(str(run_dir), flush=True)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Queue every combination of the comma-separated values; print the sweep id and run directories."""
+    from .train import sweeps
+
+    grid = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    try:
+        sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"sweep_id": sweep_id, "run_dirs": [str(d) for d in dirs]}), flush=True)
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Each run: id, status, epochs done, last test accuracy, queue position."""
+    from .train import runs, runqueue
+
+    rows = []
+    for r in runs.list_runs():
+        acc = r.epochs[-1].get("test_acc") if r.epochs else None
+        rows.append({"run_id": r.run_id, "run_dir": str(r.path), "status": r.status,
+                     "epochs_done": r.finished_epochs, "epochs": r.config.get("epochs"), "test_acc": acc,
+                     "queue_position": runqueue.position(r.path) if r.status == "queued" else None,
+                     "model": r.config.get("model"), "dataset": r.config.get("dataset"),
+                     "sweep_id": runqueue.sweep_of(r.path).get("sweep_id"), "reason": r.reason or None})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"no runs under {runs.runs_root()}")
+        return 0
+    for row in rows:
+        acc = "-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%"
+        where = f" (queue #{row['queue_position']})" if row["queue_position"] else ""
+        print(f"{row['run_id']:<48} {row['status'] + where:<22} {row['epochs_done']}/{row['epochs']} epochs  "
+              f"test {acc}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stop a running run (it checkpoints and ends, status stopped) or cancel a queued one."""
+    from .train import runs, runqueue
+
+    run_dir = args.run_dir
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        print(f"error: {run_dir} is not a run directory (no config.json)", file=sys.stderr)
+        return 2
+    status = runs.load_run(run_dir).status
+    if status == "queued":
+        runqueue.cancel(run_dir)
+        print(f"cancelled (it was queued): {run_dir}")
+        return 0
+    if status not in ("running", "starting"):
+        print(f"error: run {run_dir.name} is not training (status {status})", file=sys.stderr)
+        return 2
+    runs.request_stop(run_dir)
+    print(f"stopping at the next step (a checkpoint is saved): {run_dir}")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -162,5 +356,5 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m cnnviz`."""
     args = _parser().parse_args(argv)
     if args.command == "train":
-        return cmd_train(args)
-    return cmd_export(args)
+        return cmd_train(args, argv)
+    return {"sweep": cmd_sweep, "runs": cmd_runs, "stop": cmd_stop, "export": cmd_export}[args.command](args)

@@ -61,10 +61,10 @@ def test_delete_run_refuses_non_runs(tmp_path):
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.txt").write_text("x")
     with pytest.raises(ValueError, match="does not look like a training run"):
-        runs.delete_run(tmp_path / "precious")
+        runs.delete_run(tmp_path / "precious", root=tmp_path)
     assert (tmp_path / "precious" / "thesis.txt").exists()
     d = _fake_run(tmp_path, "r", [b'{"kind": "start"}\n'])
-    runs.delete_run(d)
+    runs.delete_run(d, root=tmp_path)
     assert not d.exists()
 
 

@@ -37,24 +37,32 @@ class DeviceData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
-    def num_batches(self, batch_size: int, drop_tiny: bool = True) -> int:
-        """Batches per epoch; a final batch of one sample is dropped when `drop_tiny` (BatchNorm needs 2)."""
+    def num_batches(self, batch_size: int, drop_tiny: bool = True, world: int = 1) -> int:
+        """Global batches per epoch. A final partial batch too small to give each of the `world`
+        ranks two samples is dropped when `drop_tiny` (BatchNorm needs 2 per batch)."""
         n = len(self)
         full, rest = divmod(n, batch_size)
-        return full + (1 if rest > (1 if drop_tiny else 0) else 0)
+        keep = rest >= 2 * world if drop_tiny else rest > 0
+        return full + (1 if keep else 0)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
-                drop_tiny: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 images, labels) batches; shuffled with `generator` (on the data's device)."""
+                drop_tiny: bool = True, rank: int = 0, world: int = 1
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 images, labels) batches; shuffled with `generator` (on the data's device).
+
+        With `world` > 1 this rank yields its share `[rank::world]` of each global batch of
+        `batch_size`, so the ranks together see exactly the batches one process would (for full
+        batches this is `perm[rank::world]` cut into batches of batch_size / world)."""
         n = len(self)
         order = (torch.randperm(n, generator=generator, device=self.device) if shuffle else None)
-        for b in range(self.num_batches(batch_size, drop_tiny)):
-            if order is None:
-                sl = slice(b * batch_size, min(n, (b + 1) * batch_size))
-                yield self.images[sl], self.labels[sl]
-            else:
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
+        for b in range(self.num_batches(batch_size, drop_tiny, world)):
+            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+            if order is None and world == 1:
+                yield self.images[lo:hi], self.labels[lo:hi]
+                continue
+            idx = (order[lo:hi] if order is not None
+                   else torch.arange(lo, hi, device=self.device))[rank::world]
+            yield self.images.index_select(0, idx), self.labels.index_select(0, idx)
 
 
 class Normalizer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import threading
 import time
 import traceback
@@ -26,6 +25,7 @@ from torch.nn import functional as F
 from . import runs
 from ..models.checkpoints import atomic_write_bytes, load_checkpoint, load_into, save_checkpoint
 from .device_data import DeviceData, Normalizer, resize_uint8, subsample
+from .distributed import Dist, wrap
 from .config import TrainConfig, lr_at
 
 MAX_EPOCH_CHECKPOINTS = 20
@@ -152,13 +152,29 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
         run.log.write("error", data)
         yield Event("error", data)
     except Exception as exc:  # noqa: BLE001 - log it in the run too, then report it
+        if _peer_failure(run.dist, exc):
+            raise  # another rank died: end without a final line, so the run shows "interrupted", resumable
         data = {"message": f"{type(exc).__name__}: {exc}", "advice": "Training failed; see the traceback.",
                 "traceback": traceback.format_exc(), "step": run.global_step}
         run.log.write("error", data)
         yield Event("error", data)
     finally:
         run.log.close()
-        (run.run_dir / runs.PID_FILE).unlink(missing_ok=True)
+        if run.dist.is_main:
+            (run.run_dir / runs.PID_FILE).unlink(missing_ok=True)
+        run.dist.close()
+
+
+def _peer_failure(dist: Dist, exc: BaseException) -> bool:
+    """Whether `exc` says that another rank of this run is gone (a collective failed), not a bug here."""
+    if not dist.active:
+        return False
+    import torch.distributed as tdist
+
+    if isinstance(exc, getattr(tdist, "DistError", ())):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(w in text for w in ("gloo", "nccl", "connection", "peer"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,8 +185,11 @@ class _Run:
     cfg: TrainConfig
     device: torch.device
     run_dir: Path
-    model: torch.nn.Module
-    forward: Any                      # the model, or its torch.compile'd wrapper
+    dist: Dist                        # rank r of world (Dist() for a single process)
+    model: torch.nn.Module            # the plain model: what checkpoints save
+    forward: Any                      # what trains: the model, DDP around it, torch.compile'd
+    eager: Any                        # forward without torch.compile (the fallback)
+    eval_forward: Any                 # what evaluates this rank's shard (never DDP)
     opt: torch.optim.Optimizer
     train: DeviceData
     test: DeviceData
@@ -181,7 +200,7 @@ class _Run:
     model_hw: tuple[int, int]
     steps_per_epoch: int
     total_steps: int
-    log: runs.MetricsLog
+    log: Any                          # runs.MetricsLog on rank 0, a _NullLog elsewhere
     meta: dict                        # what every checkpoint records
     start_info: dict                  # the start event's data
     notes: list[str]
@@ -205,6 +224,16 @@ class _EpochStats:
     t_start: float
 
 
+class _NullLog:
+    """What ranks other than 0 write to: nothing (rank 0 alone writes metrics.jsonl)."""
+
+    def write(self, kind: str, data: dict, sync: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _error(message: str, advice: str) -> Event:
     return Event("error", {"message": message, "advice": advice})
 
@@ -221,16 +250,22 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     try:
         cfg.validate()
         device = pick_device(cfg.device)
+        dist = Dist.from_env(device.type)
+        device = dist.device(device)
+        dist.shard(cfg.batch_size)
     except ValueError as exc:
         yield _error(str(exc), "Fix the setting and start again.")
         return None
     prev_state = None
-    if resume is not None:
+    if resume is not None:  # every rank checks the same files, then loads them
         run_dir = Path(resume)
         prev_state = yield from _resume_state(cfg, run_dir)
         if prev_state is None:
             return None
-    run_dir = Path(run_dir) if run_dir is not None else runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)
+        dist.barrier()
+    if run_dir is None:  # rank 0 names the run
+        run_dir = dist.broadcast(str(runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)))
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     t_load = time.perf_counter()
@@ -276,7 +311,9 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
 
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     try:
-        model = model.to(device=device, memory_format=fmt)
+        model = model.to(device=device, memory_format=fmt)  # the memory format is set before DDP wraps it
+        wrapped = wrap(model, dist, device)
+        model = getattr(wrapped, "module", model)  # SyncBatchNorm'd on CUDA
         train = DeviceData(x_tr, y_tr, device)
         test = DeviceData(x_te, y_te, device)
     except torch.cuda.OutOfMemoryError:
@@ -285,8 +322,10 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
     opt = _make_optimizer(cfg, model.parameters())
-    steps_per_epoch = train.num_batches(cfg.batch_size)
-    run = _Run(cfg=cfg, device=device, run_dir=run_dir, model=model, forward=_compiled(model, cfg, notes), opt=opt,
+    steps_per_epoch = train.num_batches(cfg.batch_size, world=dist.world)
+    forward = _compiled(wrapped, cfg, notes)
+    run = _Run(cfg=cfg, device=device, run_dir=run_dir, dist=dist, model=model, forward=forward, eager=wrapped,
+               eval_forward=forward if wrapped is model else model, opt=opt,
                train=train, test=test, norm=Normalizer(tuple(train_ds.mean), tuple(train_ds.std), device,
                                                       cfg.channels_last),
                augmenter=augmenter, autocast=_autocast(device, cfg.precision), fmt=fmt, model_hw=model_hw,
@@ -301,10 +340,11 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
             torch.set_rng_state(prev_state["rng"]["torch"])
     load_s = time.perf_counter() - t_load
 
-    # (on resume the run continues with this config, e.g. more epochs)
-    atomic_write_bytes(run_dir / runs.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
-    atomic_write_bytes(run_dir / runs.PID_FILE, str(os.getpid()).encode())
-    run.log = runs.MetricsLog(run_dir / runs.METRICS_FILE)
+    if dist.is_main:  # (on resume the run continues with this config, e.g. more epochs)
+        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+        atomic_write_bytes(run_dir / runs.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
+        atomic_write_bytes(run_dir / runs.PID_FILE, runs.pid_record())
+    run.log = runs.MetricsLog(run_dir / runs.METRICS_FILE) if dist.is_main else _NullLog()
     classes, mean, std = list(train_ds.classes), list(train_ds.mean), list(train_ds.std)
     run.meta = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
                 "input_size": int(model_hw[0]), "classes": classes, "mean": mean, "std": std,
@@ -316,7 +356,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
                       "input_size": list(model_hw), "in_channels": in_ch, "steps_per_epoch": steps_per_epoch,
                       "epochs": cfg.epochs, "start_epoch": run.epochs_done + 1, "load_s": round(load_s, 3),
                       "precision": "bf16" if run.autocast is not contextlib.nullcontext else "fp32",
-                      "notes": notes, "resumed": run.resumed}
+                      "notes": notes, "resumed": run.resumed, "world_size": dist.world}
     return run
 
 
@@ -377,8 +417,12 @@ def _start(run: _Run) -> Event:
 # One epoch: seeded permutation, batches cut on the device, augmented, normalised, one step each.
 
 def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
-    """Yield step events; return the epoch's running sums, or None when the run stopped or diverged."""
-    cfg, device = run.cfg, run.device
+    """Yield step events; return the epoch's sums over all ranks, or None when the run stopped or diverged.
+
+    A stop is asked by `stop_event` or by the run's stop file (`runs.request_stop`); under several
+    ranks they agree on it at each logged step, so all of them stop at the same step."""
+    cfg, device, dist = run.cfg, run.device, run.dist
+    stop_file = run.run_dir / runs.STOP_FILE
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch + 500_009)
     log_every = 1 if device.type == "cpu" else 10
@@ -388,8 +432,10 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     correct = torch.zeros((), device=device)
     seen = 0
     win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
-    for i, (xb, yb) in enumerate(run.train.batches(cfg.batch_size, gen)):
-        if stop_event.is_set():
+    stop_agreed = False
+    batches = run.train.batches(cfg.batch_size, gen, rank=dist.rank, world=dist.world)
+    for i, (xb, yb) in enumerate(batches):
+        if stop_agreed or (not dist.active and (stop_event.is_set() or stop_file.exists())):
             yield _checkpoint(run, run.epochs_done, partial=True)
             yield _finish(run, "stopped", message=f"Stopped by the user in epoch {epoch}, step {run.global_step}.")
             return None
@@ -412,7 +458,10 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
         target = yt if yt.ndim == 1 else yt.argmax(1)
         correct += (out.detach().argmax(1) == target).sum()
         if (i + 1) % log_every == 0 or i + 1 == run.steps_per_epoch:
-            lval = win_loss.item() / win_n
+            asked = stop_event.is_set() or (dist.is_main and stop_file.exists())
+            win = dist.sum_(torch.stack([win_loss.float(), torch.tensor(float(win_n), device=device),
+                                         torch.tensor(float(asked), device=device)])).tolist()
+            lval, win_n, stop_agreed = win[0] / win[1], int(win[1]), win[2] > 0
             if not math.isfinite(lval):
                 msg = f"The loss became {lval} at step {run.global_step} (epoch {epoch})."
                 yield _finish(run, "diverged", message=msg, advice=_advice_diverged(cfg),
@@ -425,7 +474,8 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
             run.log.write("step", sd, sync=False)
             yield Event("step", sd)
             win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
-    return _EpochStats(loss_sum, correct, seen, time.perf_counter() - t_ep, t_ep)
+    sums = dist.sum_(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]))
+    return _EpochStats(sums[0], sums[1], int(sums[2].item()), time.perf_counter() - t_ep, t_ep)
 
 
 def _batch_inputs(run: _Run, xb: torch.Tensor, yb: torch.Tensor, aug_gen: torch.Generator):
@@ -446,11 +496,13 @@ def _forward(run: _Run, x: torch.Tensor) -> torch.Tensor:
         with run.autocast():
             return run.forward(x)
     except Exception as exc:  # noqa: BLE001
-        if run.forward is run.model or isinstance(exc, torch.cuda.OutOfMemoryError):
+        if run.forward is run.eager or isinstance(exc, torch.cuda.OutOfMemoryError):
             raise
         run.notes.append(f"torch.compile failed ({type(exc).__name__}); fell back to eager")
         run.log.write("note", {"message": run.notes[-1]})
-        run.forward = run.model
+        run.forward = run.eager
+        if run.eval_forward is not run.model:
+            run.eval_forward = run.eager
         with run.autocast():
             return run.forward(x)
 
@@ -459,18 +511,20 @@ def _forward(run: _Run, x: torch.Tensor) -> torch.Tensor:
 # Evaluation, the epoch's record, checkpoints, the end.
 
 def _evaluate(run: _Run) -> tuple[float, float]:
-    """Test loss and accuracy over the whole test split (eval mode, no grad)."""
+    """Test loss and accuracy over the whole test split (eval mode, no grad), each rank its shard."""
+    dist = run.dist
     run.model.eval()
-    loss_sum = torch.zeros((), device=run.device)
-    correct = torch.zeros((), device=run.device, dtype=torch.long)
+    sums = torch.zeros(2, device=run.device)  # loss, correct
     with torch.no_grad(), run.autocast():
-        for xb, yb in run.test.batches(EVAL_BATCH, shuffle=False, drop_tiny=False):
-            out = run.forward(run.norm.from_uint8(xb))
-            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum")
-            correct += (out.argmax(1) == yb).sum()
+        for xb, yb in run.test.batches(EVAL_BATCH, shuffle=False, drop_tiny=False, rank=dist.rank,
+                                       world=dist.world):
+            out = run.eval_forward(run.norm.from_uint8(xb))
+            sums[0] += F.cross_entropy(out.float(), yb, reduction="sum")
+            sums[1] += (out.argmax(1) == yb).sum()
     run.model.train()
+    loss_sum, correct = dist.sum_(sums).tolist()
     n = max(1, len(run.test))
-    return loss_sum.item() / n, correct.item() / n
+    return loss_sum / n, correct / n
 
 
 def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_acc: float) -> Event | None:
@@ -491,20 +545,21 @@ def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_ac
 
 
 def _checkpoint(run: _Run, epoch_done: int, partial: bool) -> Event:
-    """Weights (per epoch, and last) + optimizer/RNG state, written atomically; a checkpoint event."""
+    """Weights (per epoch, and last) + optimizer/RNG state, written atomically by rank 0; a checkpoint event."""
+    data = {"epoch": epoch_done, "step": run.global_step, "partial": partial,
+            "path": str(run.run_dir / runs.LAST_WEIGHTS),
+            "files": ([] if partial else [runs.epoch_checkpoint_name(epoch_done)]) + [runs.LAST_WEIGHTS]}
+    if not run.dist.is_main:
+        return Event("checkpoint", data)
     meta = {**run.meta, "epoch": epoch_done, "step": run.global_step, "partial": partial,
             "metrics": run.last_epoch}
-    files = []
     if not partial:
-        p = save_checkpoint(run.model, run.run_dir / runs.epoch_checkpoint_name(epoch_done), meta)
-        files.append(p.name)
+        save_checkpoint(run.model, run.run_dir / runs.epoch_checkpoint_name(epoch_done), meta)
     save_checkpoint(run.model, run.run_dir / runs.LAST_WEIGHTS, meta)
     _save_state(run.run_dir, run.opt, {"epochs_done": epoch_done, "global_step": run.global_step,
                                        "elapsed_s": run.elapsed(), "partial": partial}, run.device)
     if not partial:
         runs.thin_checkpoints(run.run_dir, MAX_EPOCH_CHECKPOINTS)
-    data = {"epoch": epoch_done, "step": run.global_step, "partial": partial,
-            "path": str(run.run_dir / runs.LAST_WEIGHTS), "files": files + [runs.LAST_WEIGHTS]}
     run.log.write("checkpoint", data)
     return Event("checkpoint", data)
 

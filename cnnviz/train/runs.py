@@ -10,7 +10,13 @@ Layout of one run directory (written by `cnnviz.train.fit`):
 - `epoch-0003.safetensors`: per-epoch weights (a capped number kept, first and last
   always), `last.safetensors`: the newest weights, `last-state.pt`: optimizer,
   schedule and RNG state (plain tensors/dicts only: loads with `weights_only=True`).
-- `pid`: the process id that trains it (tells "running" from "interrupted").
+- `pid`: "PID START" of the process that trains it, START being the process's start time (so a
+  pid the system reused for another process is not taken for the run): tells "running" from
+  "interrupted".
+- `launcher.json`: written when a queued run's process is started (pid, start time, argv);
+  `log.txt`: that process's stdout and stderr.
+- `stop`: written by `request_stop`; the run (every rank of it) ends at its next logged step
+  with a checkpoint, status "stopped".
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ METRICS_FILE = "metrics.jsonl"
 LAST_WEIGHTS = "last.safetensors"
 LAST_STATE = "last-state.pt"
 PID_FILE = "pid"
+LAUNCHER_FILE = "launcher.json"
+LOG_FILE = "log.txt"
+STOP_FILE = "stop"  # present: the run stops at its next logged step, with a checkpoint
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.safetensors$")
 
 
@@ -46,6 +55,13 @@ def new_run_id(model: str, dataset: str) -> str:
     ds = re.sub(r"[^A-Za-z0-9]+", "-", dataset.split(":", 1)[-1].rstrip("/").split("/")[-1] or dataset)
     ds = ds.strip("-")[:24] or "data"
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_]+', '-', model)}-{ds}-{secrets.token_hex(2)}"
+
+
+def request_stop(run_dir: Path) -> None:
+    """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint."""
+    from ..models.checkpoints import atomic_write_bytes
+
+    atomic_write_bytes(Path(run_dir) / STOP_FILE, b"stop\n")
 
 
 def epoch_checkpoint_name(epoch: int) -> str:
@@ -87,6 +103,7 @@ class RunInfo:
     created: float = 0.0
     final: dict = field(default_factory=dict)  # data of the done/error line, if any
     start: dict = field(default_factory=dict)  # data of the latest start line (classes, device, ...)
+    reason: str = ""  # why an interrupted run is believed dead, or where a queued run waits
 
     @property
     def finished_epochs(self) -> int:
@@ -94,16 +111,50 @@ class RunInfo:
         return max((int(e.get("epoch", 0)) for e in self.epochs), default=0)
 
 
-def _pid_alive(pid: int) -> bool:
+def process_start_time(pid: int) -> str | None:
+    """The start time of process `pid` (clock ticks since boot, from /proc), or None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):  # a zombie has ended: no start time to match
+        return None
+    return fields[19]
+
+
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Whether `pid` runs, and is the same process as the one that started at `start` (when given)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, someone else's
-        return True
+        pass
     except OSError:
         return False
+    now = process_start_time(pid)
+    if Path("/proc/self/stat").exists():  # Linux: a zombie, or another process under a reused pid, is not ours
+        return now is not None and (start is None or now == start)
     return True
+
+
+def pid_record() -> bytes:
+    """What the `pid` file holds for this process: 'PID START'."""
+    pid = os.getpid()
+    return f"{pid} {process_start_time(pid) or ''}".strip().encode()
+
+
+def read_pid(path: Path, name: str = PID_FILE) -> tuple[int, str | None] | None:
+    """(pid, start time or None) from a run's pid file (or launcher.json), or None."""
+    try:
+        if name == LAUNCHER_FILE:
+            d = json.loads((path / name).read_text())
+            return int(d["pid"]), (str(d["start"]) if d.get("start") else None)
+        parts = (path / name).read_text().split()
+        return int(parts[0]), (parts[1] if len(parts) > 1 else None)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError):
+        return None
 
 
 def _live_in_this_process(path: Path) -> bool:
@@ -116,24 +167,76 @@ def _live_in_this_process(path: Path) -> bool:
         return False
 
 
-def _status(path: Path, lines: list[dict]) -> tuple[str, dict]:
+def _queued(path: Path) -> bool:
+    from . import runqueue
+
+    return runqueue.entry_for(path) is not None
+
+
+def _status(path: Path, lines: list[dict]) -> tuple[str, dict, str]:
+    """(status, the final line's data, why): from the last lines, the queue, the pid file, the launcher."""
     for obj in reversed(lines):
         kind = obj.get("kind")
         if kind == "done":
-            return str(obj.get("status", "finished")), obj
+            return str(obj.get("status", "finished")), obj, ""
         if kind == "error":
-            return "error", obj
+            return "error", obj, ""
         if kind in ("start", "resume"):
             break
-    try:
-        pid = int((path / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        pid = None
-    if pid is not None:
-        alive = _live_in_this_process(path) if pid == os.getpid() else _pid_alive(pid)
+    for name in (PID_FILE, LAUNCHER_FILE):
+        rec = read_pid(path, name)
+        if rec is None:
+            continue
+        pid, start = rec
+        if pid == os.getpid() and name == PID_FILE:
+            alive = _live_in_this_process(path)
+        else:
+            alive = process_alive(pid, start)
         if alive:
-            return ("running" if lines else "starting"), {}
-    return ("interrupted" if lines else "starting"), {}
+            return ("running" if lines else "starting"), {}, ""
+        if name == PID_FILE or not _queued(path):
+            who = "training process" if name == PID_FILE else "process started for it"
+            return "interrupted", {}, (f"its {who} (pid {pid}) is gone without writing a final line: killed "
+                                       "(out of memory, kill -9), crashed, or the machine restarted")
+    if _queued(path):
+        return "queued", {}, ""
+    return ("interrupted" if lines else "starting"), {}, ""
+
+
+def status_of(path: Path, tail_bytes: int = 8192) -> tuple[str, str]:
+    """(status, why) of a run from the END of its metrics.jsonl only: cheap enough to poll many runs."""
+    path = Path(path)
+    try:
+        with open(path / METRICS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - tail_bytes))
+            raw = f.read()
+    except OSError:
+        raw, size = b"", 0
+    lines = []
+    for line in raw.split(b"\n")[1 if size > tail_bytes else 0:]:
+        with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
+            obj = json.loads(line) if line.strip() else None
+            if isinstance(obj, dict):
+                lines.append(obj)
+    if raw and not lines:
+        lines = [{}]  # something was written, just not a line this tail could read
+    status, _, why = _status(path, lines)
+    return status, why
+
+
+def log_tail(path: Path, lines: int = 20, max_bytes: int = 16384) -> str:
+    """The last `lines` lines of a run's log.txt (its process's stdout/stderr), or ''."""
+    try:
+        with open(Path(path) / LOG_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            raw = f.read()
+    except OSError:
+        return ""
+    return "\n".join(raw.decode("utf-8", "replace").splitlines()[-lines:])
 
 
 def json_safe(d: dict) -> dict:
@@ -215,7 +318,7 @@ def load_run(path: Path) -> RunInfo:
             done_steps = int(obj.get("global_step", 0))
             epochs = [e for e in epochs if int(e.get("epoch", 0)) <= done_epochs]
             steps = [s for s in steps if int(s.get("step", 0)) <= done_steps]
-    status, final = _status(path, lines)
+    status, final, reason = _status(path, lines)
     ckpts = {}
     for p in path.glob("epoch-*.safetensors"):
         m = _EPOCH_RE.match(p.name)
@@ -230,7 +333,7 @@ def load_run(path: Path) -> RunInfo:
             created = path.stat().st_mtime
     return RunInfo(run_id=path.name, path=path, config=config, status=status, epochs=epochs, steps=steps,
                    checkpoints=dict(sorted(ckpts.items())), last_checkpoint=last if last.is_file() else None,
-                   created=created, final=final, start=start)
+                   created=created, final=final, start=start, reason=reason)
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:
@@ -248,15 +351,24 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
     return sorted(out, key=lambda r: (r.created, r.run_id), reverse=True)
 
 
-def delete_run(path: Path) -> None:
-    """Delete a run directory; refuses folders that are not runs and runs still training here."""
+def delete_run(path: Path, root: Path | None = None) -> None:
+    """Delete a run directory under `root` (default runs_root()).
+
+    Refuses, with a one-line ValueError: a folder outside the root, a folder that is not a run, a
+    run still training (in any process) or waiting in the queue (cancel it first)."""
     path = Path(path)
     if not path.is_dir():
         return
+    root = Path(root) if root is not None else runs_root()
+    if path.resolve().parent != root.resolve():
+        raise ValueError(f"{path} is not a run directory under the runs folder {root}; not deleted.")
     if not ((path / CONFIG_FILE).is_file() or (path / METRICS_FILE).is_file()):
         raise ValueError(f"{path} does not look like a training run (no config.json / metrics.jsonl); not deleted.")
-    if _live_in_this_process(path):
+    status = load_run(path).status
+    if status in ("running", "starting") or _live_in_this_process(path):
         raise ValueError("This run is still training: stop it before deleting it.")
+    if status == "queued":
+        raise ValueError("This run is waiting in the queue: cancel it first.")
     shutil.rmtree(path)
 
 
