@@ -471,6 +471,8 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
             sd = {"step": run.global_step, "epoch": epoch, "loss": lval, "lr": lr,
                   "images_per_s": win_n / max(now - win_t, 1e-9),
                   "progress": run.global_step / max(1, run.total_steps), "elapsed_s": run.elapsed()}
+            if i < log_every or (i + 1) % (20 * log_every) == 0:  # for a watcher in another process
+                sd["memory"] = memory_usage(device)
             run.log.write("step", sd, sync=False)
             yield Event("step", sd)
             win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
