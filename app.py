@@ -2,20 +2,38 @@
 
 Builds the navigation over pages/ and draws the shared sidebar (the image picker).
 Nothing here imports torch, so the first page paints at once.
+
+The file has two parts. Streamlit runs it as the app script, as `__main__`, on every rerun of
+every session: that is `main()`. And `streamlit run app.py`, finding `app = st.App(...)` below,
+first imports it once as the module `app` and serves that (the same server as for a plain
+script); the st.App's lifespan runs before the first session, which no script code can do: it
+keeps Streamlit's old pages/-folder mode off so that a fresh server's first request for a
+bookmark such as /train opens that page without a "Page not found" dialog (ui/nav.py).
 """
 
 import streamlit as st
 
-from ui import image_state
-from ui.nav import PAGES
+from ui.nav import PAGES, server_lifespan
 
-st.set_page_config(page_title="cnnviz", page_icon=":material/blur_on:", layout="wide")
 
-sections: dict[str, list] = {}
-for p in PAGES:
-    sections.setdefault(p.section, []).append(
-        st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url, default=p.url == "home")
-    )
-page = st.navigation(sections)
-image_state.sidebar_picker()
-page.run()
+def main() -> None:
+    # imported here, not at the top: importing its st.cache_data functions when `streamlit run`
+    # imports this module, before Streamlit's runtime exists, logs "No runtime found" warnings
+    from ui import image_state
+
+    st.set_page_config(page_title="cnnviz", page_icon=":material/blur_on:", layout="wide")
+
+    sections: dict[str, list] = {}
+    for p in PAGES:
+        sections.setdefault(p.section, []).append(
+            st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url, default=p.url == "home")
+        )
+    page = st.navigation(sections)
+    image_state.sidebar_picker()
+    page.run()
+
+
+if __name__ == "__main__":  # a script run
+    main()
+else:  # imported by `streamlit run app.py` (or `uvicorn app:app`) when the server starts
+    app = st.App(__file__, lifespan=server_lifespan)

@@ -131,6 +131,12 @@ def pick_segment(page, key: str, label: str) -> None:
         wait_idle(page)
 
 
+def dialogs(page) -> list[str]:
+    """Texts of the modal dialogs open on the page (Streamlit's "Page not found" is one; so is
+    an st.dialog). Should be empty unless a test opened one itself."""
+    return page.locator('[data-testid="stDialog"], [role="dialog"]').all_inner_texts()
+
+
 def exceptions(page) -> list[str]:
     """Texts of every Streamlit exception block on the page (should be empty)."""
     return page.locator('[data-testid="stException"]').all_inner_texts()
