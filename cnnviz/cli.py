@@ -4,9 +4,15 @@
 the LAST line of stdout. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint
 (status "stopped"); `--resume RUN_DIR` continues it; `--nproc N` trains with N processes under
 torchrun; `--queue` queues the run instead (it starts in the background when a slot is free) and
-prints its directory. Exit code: 0 finished/stopped/queued, 1 diverged, 2 error.
+prints its directory; `--tensorboard LOGDIR` also writes the run's TensorBoard events while it
+trains. Exit code: 0 finished/stopped/queued, 1 diverged, 2 error.
 `sweep` queues a grid of runs (comma-separated values), `runs` lists runs (`--json`), `stop`
 stops a running run or cancels a queued one. All of them honour $CNNVIZ_RUNS.
+
+`export` writes a standalone script (`--script`), the weights (`--checkpoint`), an ONNX bundle
+(`--bundle OUT_DIR`: model.onnx, model.safetensors, labels.json, preprocess.json, predict.py,
+README.md; RUN_DIR may also be a .safetensors checkpoint) and TensorBoard events
+(`--tensorboard LOGDIR`). Bad input gets one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--nproc", type=int, default=None,
                    help="train with N processes under torchrun (DistributedDataParallel): one per GPU, "
                         "or gloo on the CPU; --batch-size is the global batch")
+    t.add_argument("--tensorboard", type=Path, default=None, metavar="LOGDIR",
+                   help="also write TensorBoard events to LOGDIR/<run id>/ while training")
     sw = sub.add_parser("sweep", help="queue a grid of runs: every combination of comma-separated values")
     sw.add_argument("--preset", help="start every run from a named config")
     for name, typ in _FIELDS.items():
@@ -52,12 +60,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="one JSON list of objects")
     s = sub.add_parser("stop", help="stop a running run (checkpoint saved) or cancel a queued one")
     s.add_argument("run_dir", type=Path)
-    e = sub.add_parser("export", help="write a standalone PyTorch script that reproduces a run")
-    e.add_argument("run_dir", type=Path)
+    e = sub.add_parser("export", help="export a run: a standalone script, its weights, an ONNX bundle, "
+                                      "TensorBoard events")
+    e.add_argument("run_dir", type=Path, help="a run directory (or, with --bundle only, a .safetensors checkpoint)")
     e.add_argument("--script", type=Path, default=None, help="write a standalone .py script here")
     e.add_argument("--checkpoint", type=Path, default=None,
                    help="copy the weights here (.safetensors) with a .json of config and final metrics")
-    e.add_argument("--epoch", type=int, default=None, help="with --checkpoint: that epoch's weights")
+    e.add_argument("--epoch", type=int, default=None, help="with --checkpoint/--bundle: that epoch's weights")
+    e.add_argument("--bundle", type=Path, default=None, metavar="OUT_DIR",
+                   help="write an ONNX bundle (model.onnx, predict.py, ...) into this folder")
+    e.add_argument("--force", action="store_true", help="with --bundle: replace OUT_DIR if it is not empty")
+    e.add_argument("--tensorboard", type=Path, default=None, metavar="LOGDIR",
+                   help="write the run's TensorBoard events to LOGDIR/<run id>/ (replacing earlier ones)")
     return p
 
 
@@ -194,6 +208,14 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         stop.set()
         print("\nstopping at the next step (a checkpoint is saved)...", file=sys.stderr)
 
+    live = None
+    if args.tensorboard is not None:
+        try:
+            live = _live_tensorboard(args.tensorboard, cfg.device)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            print(json.dumps({"status": "error", "message": str(exc)}))
+            return 2
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     bar = None
@@ -201,6 +223,8 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     epochs: list[dict] = []
     for ev in fit(cfg, run_dir=args.run_dir if args.resume is None else None, stop_event=stop, resume=args.resume):
         d = ev.data
+        if live is not None:
+            live.on_event(ev)
         if ev.kind == "start":
             print(f"run {d['run_id']} on {d['device']}: {d['model']} ({d['params']:,} parameters), "
                   f"{d['n_train']:,} train / {d['n_test']:,} test images, data ready in {d['load_s']:.1f} s",
@@ -231,6 +255,12 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                 print(f"diverged: {d.get('message')}\n{d.get('advice', '')}", file=sys.stderr)
     if bar is not None:
         bar.close()
+    if live is not None:
+        live.close()
+        for note in live.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if live.result is not None:
+            summary["tensorboard"] = str(live.result.path)
     if epochs:
         summary.setdefault("test_acc", epochs[-1]["test_acc"])
         summary["images_per_s"] = epochs[-1]["images_per_s"]
@@ -331,22 +361,62 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """Write the standalone script for a run."""
-    from .train.export import export_checkpoint, export_script
+def _live_tensorboard(logdir: Path, device: str):
+    """A LiveWriter for `train --tensorboard LOGDIR`; ValueError (one line) before training starts."""
+    from .train.tensorboard import LiveWriter, require_writer
 
-    if args.script is None and args.checkpoint is None:
-        print("error: give --script OUT.py and/or --checkpoint OUT.safetensors", file=sys.stderr)
+    if logdir.exists() and not logdir.is_dir():
+        raise ValueError(f"--tensorboard {logdir}: exists and is not a folder.")
+    require_writer()
+    return LiveWriter(logdir, device=device)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run: script, checkpoint, ONNX bundle and/or TensorBoard events."""
+    if not any(x is not None for x in (args.script, args.checkpoint, args.bundle, args.tensorboard)):
+        print("error: give --script OUT.py, --checkpoint OUT.safetensors, --bundle OUT_DIR and/or "
+              "--tensorboard LOGDIR", file=sys.stderr)
         return 2
-    out = {}
+    is_file = args.run_dir.is_file()
+    if is_file and (args.script or args.checkpoint or args.tensorboard or args.epoch is not None):
+        print(f"error: {args.run_dir} is a file: only --bundle takes a checkpoint file; --script, --checkpoint, "
+              "--tensorboard and --epoch need a run directory", file=sys.stderr)
+        return 2
+    out: dict = {}
     try:
         if args.script is not None:
+            from .train.export import export_script
+
             out["script"] = str(export_script(args.run_dir, args.script))
         if args.checkpoint is not None:
+            from .train.export import export_checkpoint
+
             w, js = export_checkpoint(args.run_dir, args.checkpoint, args.epoch)
             out.update(checkpoint=str(w), info=str(js))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.bundle is not None:
+            from .train import bundle
+
+            if is_file:
+                res = bundle.bundle_checkpoint(args.run_dir, args.bundle, force=args.force)
+            else:
+                res = bundle.bundle_run(args.run_dir, args.bundle, epoch=args.epoch, force=args.force)
+            for note in res.notes:
+                print(f"note: {note}", file=sys.stderr)
+            print(f"bundle: {res.path} (ONNX opset {res.opset}; onnxruntime vs PyTorch on {res.n_checked} images: "
+                  f"largest logit difference {res.max_diff:.3g})", file=sys.stderr)
+            out.update(res.to_dict())
+        if args.tensorboard is not None:
+            from .train.tensorboard import write_run
+
+            tb = write_run(args.run_dir, args.tensorboard)
+            for note in tb.notes:
+                print(f"note: {note}", file=sys.stderr)
+            out.update(tb.to_dict())
+    except (ValueError, OSError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, OSError) and exc.strerror and exc.filename:
+            msg = f"{exc.strerror}: {exc.filename}"
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     print(json.dumps(out))
     return 0

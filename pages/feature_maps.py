@@ -28,6 +28,8 @@ from cnnviz.inspect import features, viewing  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from cnnviz.device import pick_device  # noqa: E402
 from cnnviz.inspect.receptive import draw_box  # noqa: E402
+from cnnviz.train import bundle  # noqa: E402
+from ui.bundle import bundle_download  # noqa: E402
 
 HANDOFF = "feature_maps_checkpoint"
 SHIPPED, RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
@@ -126,7 +128,10 @@ with c3:
             st.rerun()
     elif kind == SHIPPED:
         path = str(shipped[name])
-        st.caption(f"`{Path(path).name}`, trained by cnnviz on CIFAR-10 (32x32 photos, 10 classes).")
+        st.caption(f"`{Path(path).name}`, trained by cnnviz on CIFAR-10 (32x32 photos, 10 classes). Its bundle "
+                   "is the model as ONNX with a predict.py that runs without PyTorch.")
+        bundle_download("fm", f"{path}|{Path(path).stat().st_mtime_ns}", f"{name}-cifar10-bundle",
+                        lambda p=path: bundle.source_from_checkpoint(Path(p)))
     elif kind == RANDOM:
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="fm_seed"))
     elif kind == RUN:

@@ -9,10 +9,11 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cnnviz import plots
-from cnnviz.train import evaluate, runs, scrub
+from cnnviz.train import bundle, evaluate, runs, scrub
 from cnnviz.inspect import features
 from cnnviz.models.checkpoints import CheckpointError
 from cnnviz.images.display import tensor_to_pil, upscale_nearest
+from ui.bundle import bundle_download
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 
@@ -104,9 +105,13 @@ rid = st.selectbox("Run", with_ckpt, key="runs_one", format_func=lambda r: _labe
 run = by_id[rid]
 ckpt = run.last_checkpoint or run.checkpoints[max(run.checkpoints)]
 
-c1, c2 = st.columns([3, 1])
+c1, c2, c3 = st.columns([2, 1, 1.3])
 c1.caption(f"Weights: `{ckpt}` · saved epochs: {', '.join(map(str, run.checkpoints)) or 'none'} · "
-           f"model {run.config.get('model')} on {run.config.get('dataset')}.")
+           f"model {run.config.get('model')} on {run.config.get('dataset')}. The bundle is these weights as ONNX "
+           "with a predict.py that runs without PyTorch.")
+with c3:
+    bundle_download("runs", f"{rid}|{ckpt}|{Path(ckpt).stat().st_mtime_ns}", f"{rid}-bundle",
+                    lambda: bundle.source_from_run(run.path))
 if c2.button("Open in Feature maps", key="runs_open_fm", icon=":material/layers:",
              help="Use these weights on the Feature maps page."):
     st.session_state["feature_maps_checkpoint"] = str(ckpt)

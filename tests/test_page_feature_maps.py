@@ -329,3 +329,19 @@ def test_checkpoint_handed_over_by_the_runs_page(shapes_run):
     assert "feature_maps_checkpoint" not in at.session_state
     assert _top5_classes(at) <= {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                                  "ship", "truck"}  # back to the shipped CIFAR-10 weights
+
+
+def test_shipped_weights_bundle(at):
+    import io
+    import zipfile
+
+    from cnnviz.train import bundle
+
+    assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"
+    at.button(key="fm_bundle_make").click().run()
+    ok(at)
+    held = at.session_state["fm_bundle"]
+    assert held["name"] == "lenet5-cifar10-bundle.zip"
+    names = zipfile.ZipFile(io.BytesIO(held["data"])).namelist()
+    assert sorted(names) == sorted(f"lenet5-cifar10-bundle/{f}" for f in bundle.FILES)
+    assert len(at.get("download_button")) == 1

@@ -110,3 +110,29 @@ def test_open_in_feature_maps_hands_over_the_checkpoint(runs_dir):
     path = Path(at.session_state["feature_maps_checkpoint"])
     assert path.is_file() and path.suffix == ".safetensors"
     assert path.parent.name == at.selectbox(key="runs_one").value
+
+
+def test_bundle_button_makes_a_zip_with_the_bundle_files(runs_dir):
+    import io
+    import zipfile
+
+    from cnnviz.train import bundle
+
+    at = _page()
+    assert not at.get("download_button")  # nothing is exported before it is asked for
+    rid = at.selectbox(key="runs_one").value
+    at.button(key="runs_bundle_make").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    held = at.session_state["runs_bundle"]
+    assert held["name"] == f"{rid}-bundle.zip" and held["ident"].startswith(f"{rid}|")
+    names = zipfile.ZipFile(io.BytesIO(held["data"])).namelist()
+    assert sorted(names) == sorted(f"{rid}-bundle/{f}" for f in bundle.FILES)
+    assert len(at.get("download_button")) == 1
+    cap = [c.value for c in at.caption if "largest logit difference" in c.value]
+    assert cap and f"ONNX opset {bundle.ONNX_OPSET}" in cap[0]
+    assert held["result"]["max_logit_diff"] <= bundle.MAX_LOGIT_DIFF
+    # another run: the zip of the first is not offered for it
+    other = [r for r in runs_dir[1] if r != rid][0]
+    at.selectbox(key="runs_one").set_value(other).run()
+    assert not at.exception and not at.get("download_button")
+    assert [b.key for b in at.button if b.key == "runs_bundle_make"]

@@ -175,6 +175,8 @@ def test_requirements_have_floors_and_no_upper_pins():
         assert run[pkg] == f">={floor}", (pkg, run.get(pkg))
     for pkg in ("torchvision", "plotly", "numpy", "safetensors"):
         assert pkg in run
+    for pkg in ("onnx", "onnxscript", "onnxruntime", "tensorboard"):  # bundles and TensorBoard export
+        assert run.get(pkg, "").startswith(">="), (pkg, run.get(pkg))
     dev = _reqs("requirements-dev.txt")
     assert "-r requirements.txt" in (ROOT / "requirements-dev.txt").read_text()
     for pkg in ("pytest", "playwright", "pytest-timeout"):

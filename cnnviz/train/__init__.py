@@ -9,6 +9,11 @@ Modules:
 - `jobs`: a run in a background thread, polled by snapshots (notebooks and the app).
 - `evaluate`: predictions, confusion matrix, most confident mistakes of a trained run.
 - `export`: a run as a standalone PyTorch script or a plain checkpoint.
+- `bundle`: a run or checkpoint as a folder that runs anywhere: ONNX model (checked against PyTorch
+  with onnxruntime), weights, labels.json, preprocess.json, README and `predict_script` copied in as a
+  torch-free predict.py (`bundle_run`, `bundle_checkpoint`, `bundle_zip`, `BundleError`).
+- `tensorboard`: TensorBoard event files per run: epoch/step scalars, HParams, confusion matrix,
+  augmented samples (`write_run`, `LiveWriter` for a run while it trains).
 - `scrub`: one layer's feature maps across a run's saved epochs.
 """
 
