@@ -157,6 +157,37 @@ def compare_loss_figure(runs: Mapping[str, Sequence[Mapping]], smoothing: float 
     return fig
 
 
+def sweep_figure(rows: Sequence[Mapping], params: Sequence[str], metric: str = "test_acc") -> go.Figure:
+    """Parallel coordinates of a sweep: one line per finished run, an axis per swept setting and the
+    final `metric` last (accuracies in %); text settings get categorical axes. The best run is drawn
+    in the top colour of the scale and named in the title."""
+    done = [r for r in rows if r.get(metric) is not None]
+    scale = 100.0 if metric.endswith("_acc") else 1.0
+    dims = []
+    for name in params:
+        vals = [r.get(name) for r in done]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals) and vals:
+            log = min(vals) > 0 and max(vals) / min(vals) >= 20  # learning rates: a log axis reads better
+            shown = [math.log10(v) for v in vals] if log else list(vals)
+            uniq = sorted(set(shown))
+            dims.append(dict(label=f"log10 {name}" if log else name, values=shown, tickvals=uniq,
+                             ticktext=[f"{v:g}" for v in sorted(set(vals))]))
+        else:
+            cats = sorted({str(v) for v in vals})
+            dims.append(dict(label=name, values=[cats.index(str(v)) for v in vals],
+                             tickvals=list(range(len(cats))), ticktext=cats))
+    ys = [scale * float(r[metric]) for r in done]
+    dims.append(dict(label=METRIC_LABELS.get(metric, metric), values=ys))
+    best = max(range(len(done)), key=lambda i: ys[i]) if done else None
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=ys, colorscale="Viridis", showscale=True,
+                                                                 colorbar=dict(title=METRIC_LABELS.get(metric, metric)))))
+    title = "Settings against the final score"
+    if best is not None:
+        title += f": best {ys[best]:.2f} ({done[best].get('run_id', '')})"
+    fig.update_layout(title=title, height=380, margin=dict(l=70, r=70, t=90, b=30))
+    return fig
+
+
 def confusion_figure(cm: np.ndarray, classes: Sequence[str], normalize: bool = False,
                      highlight: tuple[int, int] | None = None) -> go.Figure:
     """Confusion matrix heatmap: rows = true class, columns = predicted class.

@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cnnviz import plots
-from cnnviz.train import bundle, evaluate, runs, scrub
+from cnnviz.train import bundle, evaluate, runs, scrub, sweeps
 from cnnviz.inspect import features
 from cnnviz.models.checkpoints import CheckpointError
 from cnnviz.images.display import tensor_to_pil, upscale_nearest
@@ -90,6 +90,39 @@ if chosen:
                "time = training seconds since the data was loaded).")
 else:
     st.info("Choose one or more runs to compare.", icon=":material/info:")
+
+
+# ---------------------------------------------------------------- sweeps
+sweep_list = sweeps.sweep_ids()
+if sweep_list:
+    st.divider()
+    st.subheader("Compare a sweep")
+    sid = st.selectbox("Sweep", sweep_list, key="runs_sweep",
+                       help="Runs queued together from a grid of settings (Train page 'Sweep', or "
+                            "`python -m cnnviz sweep`).")
+    srows = sweeps.table(sid)
+    params = [k for k in (srows[0] if srows else {}) if k not in sweeps.TABLE_SCORES]
+    finished = [r for r in srows if r["test_acc"] is not None]
+    if len(finished) >= 2:
+        st.plotly_chart(plots.sweep_figure(srows, params), width="stretch", key="runs_sweep_parcoords")
+        best = finished[0]
+        st.caption(f"One line per run with a finished epoch ({len(finished)} of {len(srows)}), an axis per swept "
+                   f"setting ({', '.join(params)}) and the final test accuracy; colour = that accuracy. Best: "
+                   f"`{best['run_id']}` at {100 * best['test_acc']:.2f}% "
+                   f"({', '.join(f'{k}={best[k]}' for k in params)}).")
+    else:
+        st.info(f"{len(finished)} of {len(srows)} runs of this sweep have a finished epoch; the chart appears "
+                "with two.", icon=":material/hourglass_top:")
+    table = [{"best": "★" if r["best"] else "", **{k: r[k] for k in params}, "status": r["status"],
+              "epochs": r["epochs_done"],
+              "test acc %": None if r["test_acc"] is None else round(100 * r["test_acc"], 2),
+              "test loss": None if r["test_loss"] is None else round(r["test_loss"], 4),
+              "train loss": None if r["train_loss"] is None else round(r["train_loss"], 4),
+              "images/s": None if r["images_per_s"] is None else round(r["images_per_s"]),
+              "run": r["run_id"]} for r in srows]
+    st.dataframe(table, hide_index=True, key="runs_sweep_table", width="stretch")
+    st.caption("Each run's swept settings and its scores after its last finished epoch, best first (★); "
+               "click a column header to sort.")
 
 
 # ---------------------------------------------------------------- one run

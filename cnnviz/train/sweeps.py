@@ -20,6 +20,7 @@ from . import runqueue, runs
 from .config import TrainConfig, preset_config
 
 MAX_RUNS_PER_SWEEP = 64
+TABLE_SCORES = ("run_id", "status", "epochs_done", "test_acc", "test_loss", "train_loss", "images_per_s", "best")
 _BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
