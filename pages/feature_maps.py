@@ -83,7 +83,7 @@ def _runs() -> list:
 # ---- model and weights ---------------------------------------------------------------------
 shipped = viewing.shipped_checkpoints()
 handed = st.session_state.get(HANDOFF)
-names = models.names()
+names = models.names() + models.design_names()  # the designs saved on the Architectures page too
 if handed and st.session_state.get("fm_handoff_seen") != handed:
     # A new hand-off from the Runs page: select its model and the "From the Runs page" weights once.
     st.session_state["fm_handoff_seen"] = handed
