@@ -167,7 +167,7 @@ elif needs_file:
 else:
     digest = hashlib.sha1(raw).hexdigest() if raw is not None else ""
     mtime = Path(path).stat().st_mtime if path and raw is None and Path(path).is_file() else 0
-    key = f"{kind}|{name}|{seed}|{path}|{mtime}|{digest}"
+    key = f"{kind}|{name}|{seed}|{path}|{mtime}|{digest}|{models.design.stamp(name)}"  # a re-saved design: rebuilt
     try:
         with st.spinner(f"Loading {name}..."):
             loaded = _load(key, kind, name, seed, path, raw)

@@ -206,3 +206,18 @@ def test_a_trained_design_on_the_runs_and_feature_maps_pages(designs, tmp_path, 
     assert any(c.value.startswith("**design:small.json** with") and "epoch 1" in c.value for c in fm.caption)
     assert any("6 channels of `conv1` (Conv2d, 15x15 each)" in c.value for c in fm.caption)
     assert any(c.value.startswith("Top-5 of 10 classes") for c in fm.caption)
+
+
+def test_feature_maps_rebuild_a_design_saved_again(designs):
+    D.save({"name": "grow", "input": [3, 32, 32], "layers": [
+        {"type": "conv2d", "out_channels": 4, "kernel_size": 3}, {"type": "flatten"},
+        {"type": "linear", "out_features": "classes"}]})
+    state = {"fm_model": "design:grow.json", "fm_source_design:grow.json": "Random weights"}
+    fm = open_page(page_path("feature_maps"), state=state, clean=True)
+    assert any("4 channels of `conv1` (Conv2d, 30x30 each)" in c.value for c in fm.caption)
+    D.save({"name": "grow", "input": [3, 32, 32], "layers": [
+        {"type": "conv2d", "out_channels": 7, "kernel_size": 5}, {"type": "flatten"},
+        {"type": "linear", "out_features": "classes"}]})
+    fm.run()
+    ok(fm)
+    assert any("7 channels of `conv1` (Conv2d, 28x28 each)" in c.value for c in fm.caption)

@@ -63,7 +63,7 @@ _REQUIRED = object()
 __all__ = ["PREFIX", "MAX_LAYERS", "MAX_PARAMS", "MAX_FLOPS", "LAYERS", "Arg", "LayerType", "Design", "Analysis",
            "LayerRow", "Problem", "Fix", "parse", "check", "from_design", "to_code", "class_name", "new_layer",
            "preset", "PRESETS", "from_registry", "plain_stack_models", "designs_root", "design_names",
-           "resolve_path", "load_file", "save", "is_design_name", "checkpoint_meta", "info_for_checkpoint",
+           "resolve_path", "load_file", "stamp", "save", "is_design_name", "checkpoint_meta", "info_for_checkpoint",
            "create_for_checkpoint",
            "DesignNet"]
 
@@ -1030,6 +1030,17 @@ def resolve_path(ref: str) -> Path:
 
 
 _FILE_CACHE: dict[Path, tuple[tuple[int, int], Design]] = {}
+
+
+def stamp(name: str) -> str:
+    """The hash of design `name`'s current file ("" for registry names and unreadable files): a cache key part
+    that changes when the design is saved again with other layers."""
+    if not is_design_name(name):
+        return ""
+    try:
+        return load_file(name).hash
+    except (ValueError, OSError):
+        return ""
 
 
 def load_file(ref: str | Path) -> Design:
