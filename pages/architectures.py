@@ -12,7 +12,8 @@ page_header(
     "Architectures",
     "Every network here is a stack of the same few operations. Pick a model and an input size to see "
     "each layer's output shape, parameters and FLOPs, measured by running it once; compare the classic "
-    "ImageNet networks side by side; and check the idea each one introduced with real numbers.",
+    "ImageNet networks side by side; check the idea each one introduced with real numbers; or design "
+    "your own network layer by layer, checked shape by shape as you type.",
 )
 
 import torch  # noqa: E402  (after the header has painted)
@@ -57,7 +58,8 @@ def _compare() -> list[dict]:
     return rows
 
 
-tab_layers, tab_compare, tab_ideas = st.tabs(["Layer by layer", "The classics side by side", "The ideas, worked"])
+tab_layers, tab_compare, tab_ideas, tab_design = st.tabs(
+    ["Layer by layer", "The classics side by side", "The ideas, worked", "Design your own"])
 
 # ---- layer by layer ------------------------------------------------------------------------
 with tab_layers:
@@ -195,3 +197,9 @@ with tab_ideas:
                f"changed; the ReLU then zeroes the {pics.negative:.1%} of values below 0. The block only has to "
                "learn the change; x passes through the shortcut untouched, which is why very deep ResNets "
                "still train.")
+
+# ---- design your own -------------------------------------------------------------------------
+with tab_design:
+    from ui import design_editor
+
+    design_editor.render()

@@ -85,7 +85,7 @@ def _runs() -> list:
 # ---- model and weights ---------------------------------------------------------------------
 shipped = viewing.shipped_checkpoints()
 handed = st.session_state.get(HANDOFF)
-names = models.names()
+names = models.names() + models.design_names()  # the designs saved on the Architectures page too
 if handed and st.session_state.get("fm_handoff_seen") != handed:
     # A new hand-off from the Runs page: select its model and the "From the Runs page" weights once.
     st.session_state["fm_handoff_seen"] = handed
@@ -172,7 +172,7 @@ elif needs_file:
 else:
     digest = hashlib.sha1(raw).hexdigest() if raw is not None else ""
     mtime = Path(path).stat().st_mtime if path and raw is None and Path(path).is_file() else 0
-    key = f"{kind}|{name}|{seed}|{path}|{mtime}|{digest}"
+    key = f"{kind}|{name}|{seed}|{path}|{mtime}|{digest}|{models.design.stamp(name)}"  # a re-saved design: rebuilt
     try:
         with st.spinner(f"Loading {name}..."):
             loaded = _load(key, kind, name, seed, path, raw)

@@ -33,8 +33,9 @@ page_header(
 
 # ---------------------------------------------------------------- choices
 def _model_choices() -> list[str]:
-    """Registered models made for small (<= 64 px) inputs: LeNet5, the CIFAR ResNets, airbench."""
-    return [n for n in models.names() if models.info(n).input_size <= 64]
+    """Registered models made for small (<= 64 px) inputs (LeNet5, the CIFAR ResNets, airbench), then the
+    designs saved on the Architectures page ('design:NAME.json')."""
+    return [n for n in models.names() + models.design_names() if models.info(n).input_size <= 64]
 
 
 def _dataset_choices() -> list[str]:
@@ -164,7 +165,8 @@ with st.expander("New run", expanded=not any_live, icon=":material/add_circle:")
         c1, c2, c3, c4 = st.columns(4)
         c1.selectbox("Model", models_ok, key="train_model",
                      format_func=lambda n: f"{n} ({models.info(n).family or 'CNN'})",
-                     help="Models made for small (32x32) images. Other sizes are resized to the model's input.")
+                     help="Models made for small (32x32) images, and your saved designs (design:NAME.json, from "
+                          "the Architectures page). Other sizes are resized to the model's input.")
         c2.selectbox("Dataset", ds_opts, key="train_dataset",
                      help="Built-in 'shapes' works offline; CIFAR-10/MNIST need a download on the Datasets page.")
         c3.selectbox("Augmentation", aug_opts, key="train_augment",

@@ -13,12 +13,13 @@ CIFAR_JPEG = (ROOT.parent / "shared" / "data" / "cifar10-jpeg").resolve()
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_dirs(tmp_path_factory):
-    """Keep runs, data and caches that tests make out of the working tree."""
+    """Keep runs, data, caches and designs that tests make out of the working tree."""
     base = tmp_path_factory.mktemp("cnnviz-home")
-    old = {k: os.environ.get(k) for k in ("CNNVIZ_RUNS", "CNNVIZ_DATA", "CNNVIZ_CACHE")}
+    old = {k: os.environ.get(k) for k in ("CNNVIZ_RUNS", "CNNVIZ_DATA", "CNNVIZ_CACHE", "CNNVIZ_DESIGNS")}
     os.environ.setdefault("CNNVIZ_RUNS", str(base / "runs"))
     os.environ.setdefault("CNNVIZ_DATA", str(base / "data"))
     os.environ.setdefault("CNNVIZ_CACHE", str(base / "cache"))
+    os.environ.setdefault("CNNVIZ_DESIGNS", str(base / "designs"))
     yield base
     for k, v in old.items():
         if v is None:

@@ -31,7 +31,7 @@ PAGES: list[PageDef] = [
     PageDef("Data", "pages/augmentation.py", "Augmentation studio", ":material/auto_fix_high:", "augmentation",
             "Build a torchvision v2 pipeline, watch each step, export code and JSON."),
     PageDef("Models", "pages/architectures.py", "Architectures", ":material/account_tree:", "architectures",
-            "LeNet5, AlexNet, VGG, GoogLeNet, ResNet layer by layer: shapes, parameters, FLOPs."),
+            "LeNet5, AlexNet, VGG, GoogLeNet, ResNet layer by layer: shapes, parameters, FLOPs; design your own."),
     PageDef("Models", "pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps",
             "What each layer sees in your image, predictions and Grad-CAM."),
     PageDef("Training", "pages/training.py", "Train", ":material/model_training:", "train",

@@ -99,17 +99,17 @@ def from_checkpoint(source: bytes | str | Path, fallback_model: str, label: str 
     ckpt = load_checkpoint(source)
     meta = ckpt.meta or {}
     name = str(meta.get("model") or fallback_model)
-    if name not in models.names():
+    if name not in models.names() and not models.design.is_design_name(name) and meta.get("design") is None:
         raise CheckpointError(f"The checkpoint is for a model called {name!r}, which cnnviz does not know "
                               f"(known: {', '.join(models.names())}).")
-    info = models.info(name)
+    info = models.design.info_for_checkpoint(name, meta)  # a design: the one the weights recorded
     classes = [str(c) for c in meta.get("classes") or []]
     num_classes = int(meta.get("num_classes") or len(classes) or 10)
     in_channels = int(meta.get("in_channels") or info.in_channels)
     if not meta.get("num_classes") or not meta.get("in_channels"):
         num_classes, in_channels = _infer_shapes(name, ckpt, num_classes, in_channels)
     label_name = name if meta.get("model") else f"{name} (the file names no model, so it was tried as the chosen one)"
-    model = load_into(models.create(name, num_classes=num_classes, in_channels=in_channels), ckpt, label_name)
+    model = load_into(models.design.create_for_checkpoint(name, meta, num_classes, in_channels), ckpt, label_name)
     model.eval()
     warnings = []
     bad = nonfinite_keys(ckpt.state_dict)

@@ -169,7 +169,17 @@ def nonfinite_keys(state: dict[str, torch.Tensor]) -> list[str]:
 
 
 def load_into(model: nn.Module, ckpt: Checkpoint, model_name: str = "the model") -> nn.Module:
-    """Load `ckpt` into `model` strictly; CheckpointError naming mismatched keys/shapes otherwise."""
+    """Load `ckpt` into `model` strictly; CheckpointError naming mismatched keys/shapes otherwise.
+
+    Weights saved from a design (meta "design_hash") load only into that same design.
+    """
+    saved = ckpt.meta.get("design_hash")
+    own = getattr(model, "design_hash", None)
+    if saved and saved != own:
+        was = (ckpt.meta.get("design") or {}).get("name", "?") if isinstance(ckpt.meta.get("design"), dict) else "?"
+        now = f"design {model.design.name!r}, {own}" if own else "not a design"
+        raise CheckpointError(f"These weights were trained on design {was!r} ({saved}), not on {model_name} ({now}): "
+                              "a design's weights load only into the same design.")
     state = _strip_wrappers(model, ckpt.state_dict)
     problem = explain_mismatch(model, state)
     if problem:

@@ -28,6 +28,7 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_PREFIXES: dict[str, Callable[[str], ModelInfo]] = {}  # "design:" -> resolver (cnnviz.models.design)
 
 
 def register(name: str, *, input_size: int, in_channels: int = 3, family: str = "", year: int | None = None,
@@ -48,16 +49,26 @@ def register(name: str, *, input_size: int, in_channels: int = 3, family: str = 
     return deco
 
 
+def register_prefix(prefix: str, resolve: Callable[[str], ModelInfo]) -> None:
+    """Let `info`/`create` accept names starting with `prefix` (e.g. "design:x.json"): `resolve(name)`
+    returns their ModelInfo or raises ValueError with a one-line reason."""
+    _PREFIXES[prefix] = resolve
+
+
 def names() -> list[str]:
     """All registered model names, in registration order."""
     return list(_REGISTRY)
 
 
 def info(name: str) -> ModelInfo:
-    """The `ModelInfo` of `name`; ValueError naming the known models otherwise."""
+    """The `ModelInfo` of `name` (or of a prefixed name such as "design:x.json"); ValueError naming the known
+    models otherwise."""
     try:
         return _REGISTRY[name]
-    except KeyError:
+    except (KeyError, TypeError):
+        for prefix, resolve in _PREFIXES.items():
+            if isinstance(name, str) and name.startswith(prefix):
+                return resolve(name)
         raise ValueError(f"Unknown model {name!r}; known: {', '.join(_REGISTRY)}.") from None
 
 

@@ -292,9 +292,13 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
         if getattr(augmenter, "fallback_steps", None):
             notes.append(f"per-sample (slower) augmentation steps: {', '.join(map(str, augmenter.fallback_steps))}")
 
-    with _INIT_LOCK:
-        torch.manual_seed(cfg.seed)
-        model = models.create(cfg.model, num_classes=num_classes, in_channels=in_ch)
+    try:
+        with _INIT_LOCK:
+            torch.manual_seed(cfg.seed)
+            model = models.create(cfg.model, num_classes=num_classes, in_channels=in_ch)
+    except ValueError as exc:  # a design that can't take this dataset (or whose file changed): say why
+        yield _error(str(exc), "Fix the design on the Architectures page, or pick another model.")
+        return None
     model_hw = _input_size(model, in_ch, out_hw, models.info(cfg.model).input_size, notes)
     if tuple(x_te.shape[-2:]) != out_hw:
         x_te = resize_uint8(x_te, out_hw)
@@ -348,7 +352,8 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     classes, mean, std = list(train_ds.classes), list(train_ds.mean), list(train_ds.std)
     run.meta = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
                 "input_size": int(model_hw[0]), "classes": classes, "mean": mean, "std": std,
-                "run_id": run_dir.name, "dataset": cfg.dataset, "augment": cfg.augment, "config": cfg.to_dict()}
+                "run_id": run_dir.name, "dataset": cfg.dataset, "augment": cfg.augment, "config": cfg.to_dict(),
+                **models.design.checkpoint_meta(model)}  # a design's JSON and hash: its weights fit only it
     run.start_info = {"run_id": run_dir.name, "run_dir": str(run_dir), "device": describe(device),
                       "device_type": device.type, "model": cfg.model,
                       "params": sum(p.numel() for p in model.parameters()), "dataset": cfg.dataset,

@@ -194,10 +194,20 @@ if __name__ == "__main__":
 '''
 
 
-def model_source(model_name: str) -> tuple[str, str, str]:
-    """(source of the model's module without cnnviz imports/decorators, builder name, file)."""
+def model_source(model_name: str, meta: dict | None = None) -> tuple[str, str, str]:
+    """(source of the model's module without cnnviz imports/decorators, builder name, file).
+
+    A design (`design:NAME.json`) is written out as plain PyTorch by `to_code`, from the design its
+    checkpoint recorded (`meta`) when there is one, else from the file.
+    """
     from .. import models
 
+    if models.design.is_design_name(model_name) or (meta or {}).get("design") is not None:
+        d = models.design
+        spec = (meta or {}).get("design") or d.load_file(model_name)
+        nc, ic = (meta or {}).get("num_classes") or 10, (meta or {}).get("in_channels")
+        src = d.to_code(spec, int(nc), None if ic is None else int(ic), standalone=False)
+        return src, d.class_name(spec), f"cnnviz.models.to_code of {model_name}"
     builder = models.info(model_name).builder
     path = inspect.getsourcefile(builder)
     src = Path(path).read_text()
@@ -246,7 +256,7 @@ def export_script(run_dir: Path, out: Path) -> Path:
     classes = meta.get("classes") or start.get("classes")
     if not classes:
         raise ValueError("The run has not started training yet (no class list recorded); nothing to export.")
-    src, builder, model_file = model_source(cfg.model)
+    src, builder, model_file = model_source(cfg.model, meta)
     aug_body, aug_label, aug_norm = _augment_code(cfg.augment)
     text = _SCRIPT.format(
         run_id=run.run_id, model=cfg.model, dataset=cfg.dataset, script_name=Path(out).name,

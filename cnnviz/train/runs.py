@@ -389,7 +389,9 @@ def load_model(run: RunInfo, epoch: int | None = None):
     ckpt = load_checkpoint(ckpt_path)
     meta = dict(ckpt.meta)
     name = meta.get("model") or run.config.get("model")
-    model = models.create(name, int(meta.get("num_classes", 10)), int(meta.get("in_channels", 3)))
+    # a design is rebuilt from the JSON its checkpoint recorded, so editing the file later breaks nothing
+    model = models.design.create_for_checkpoint(name, meta, int(meta.get("num_classes", 10)),
+                                                int(meta.get("in_channels", 3)))
     load_into(model, ckpt, name)
     model.eval()
     return model, meta
