@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +115,19 @@ def test_build_script_rebuilds_the_asset_from_the_csv(tmp_path):
     assert res.returncode == 0, res.stderr
     a, b = D.load_arrays(out), D.load_arrays()
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_cli_trains_on_digits(tmp_path):
+    import json
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-m", "cnnviz", "train", "--model", "lenet5", "--dataset", "digits",
+                          "--epochs", "1", "--batch-size", "64", "--limit-train", "256", "--limit-test", "100",
+                          "--device", "cpu", "--no-progress", "--run-dir", str(tmp_path / "run")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["config"]["dataset"] == "digits"
+    start = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["kind"] == "start" and start["in_channels"] == 1 and start["classes"] == [str(d) for d in range(10)]
