@@ -173,7 +173,10 @@ with tab_eval:
             pairs = evaluate.top_confusions(cm, 3)
             st.warning(f"Trained with `{str(run.config.get('augment'))[:40]}`. {hazard} Its most frequent "
                        "confusions: " + "; ".join(f"{classes[t]} read as {classes[p]} ({n}×)" for t, p, n in pairs)
-                       + ".", icon=":material/swap_horiz:")
+                       + " (the images of the first are shown below the matrix).", icon=":material/swap_horiz:")
+            if pairs and st.session_state.get("runs_cell_run") != rid:  # open on its worst confusion, once
+                st.session_state["runs_cell_run"] = rid
+                st.session_state["runs_true"], st.session_state["runs_pred"] = pairs[0][0], pairs[0][1]
         st.session_state.setdefault("runs_true", 0)
         st.session_state.setdefault("runs_pred", min(1, k - 1))
         for key in ("runs_true", "runs_pred"):

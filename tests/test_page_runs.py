@@ -150,6 +150,11 @@ def test_runs_page_says_which_digit_run_had_label_changing_augmentation(digit_ru
     assert not at.exception
     (line,) = [w.value for w in at.warning if w.value.startswith("Trained with `tutorial-mnist`")]
     assert "\n" not in line and "Its most frequent confusions:" in line and " read as " in line
+    # the cell gallery opens on the worst confusion
+    first = line.split("Its most frequent confusions: ")[1].split(" (")[0]
+    true, pred = first.split(" read as ")
+    assert (at.selectbox(key="runs_true").value, at.selectbox(key="runs_pred").value) == (int(true), int(pred))
+    assert any(f"class **{true}** predicted as **{pred}**" in c.value for c in at.caption)
     at.selectbox(key="runs_one").set_value(made["digit-safe"]).run()
     assert not at.exception
     assert not [w.value for w in at.warning if w.value.startswith("Trained with")]
