@@ -63,6 +63,11 @@ def _toolbar(page, box, name: str) -> None:
     wait_idle(page)
 
 
+def _hint(page) -> None:
+    """Wait for the empty-canvas hint (the rerun after an undo or a clear)."""
+    page.locator('[data-testid="stMain"]').get_by_text("Nothing to read yet").wait_for(state="visible")
+
+
 def _reading(page) -> str:
     metric = page.locator(READING)
     metric.first.wait_for(state="visible")
@@ -77,17 +82,18 @@ def test_drawn_digits_are_read_and_reach_the_convolution_page(app_page, app_url,
 
     # a vertical line: the shipped digits model switches in and reads a 1
     _stroke(page, [(x + w / 2, y + 0.25 * h), (x + w / 2, y + 0.85 * h)])
+    assert _reading(page) == "1", main_text(page)[:2000]
     assert "Using your drawing, 196×196 px" in sidebar_text(page), sidebar_text(page)
     assert page.locator(PRIMARY_SAMPLE).count() == 0  # no sample is highlighted while the drawing is in use
     text = main_text(page)
     assert "lenet5-digits.safetensors" in text and "The model reads" in text, text[:2000]
     assert page.locator('[data-testid="stMain"]').get_by_role("radio", name="Trained (shipped, digits)").is_checked()
-    assert _reading(page) == "1", main_text(page)[:2000]
     assert "what the model reads: 28x28" in main_text(page)
     page.screenshot(path=str(artifacts / "browser-digits-one.png"))
 
     # undo: an empty canvas gets a hint, not a prediction
     _toolbar(page, box, "Undo")
+    _hint(page)
     text = main_text(page)
     assert "Nothing to read yet" in text and "No predictions for an empty canvas" in text, text[:2000]
     assert page.locator(READING).count() == 0
@@ -120,7 +126,7 @@ def test_drawn_digits_are_read_and_reach_the_convolution_page(app_page, app_url,
     assert _reading(page) == "0"
     box = _open_canvas(page) if not page.locator(CANVAS).is_visible() else box
     _toolbar(page, box, "Reset canvas & history")
-    assert "Nothing to read yet" in main_text(page)
+    _hint(page)
     # a sample click takes the input back from the drawing
     page.locator(SIDEBAR).get_by_role("button", name="Coffee", exact=True).click()
     wait_idle(page)
