@@ -239,8 +239,8 @@ with right:
         user_error(e)
     c1, c2, c3, c4 = st.columns([1.4, 1.1, 1, 1])
     source = c1.radio("Apply to", ["Sidebar image", "Dataset samples"], key="aug_source", horizontal=True,
-                      help="Dataset samples are drawn from the built-in shapes dataset (or another dataset "
-                           "you have on disk); MixUp/CutMix need them, since they mix different images.")
+                      help="Dataset samples are drawn from a built-in dataset (shapes, digits) or another one "
+                           "you have on disk; MixUp/CutMix need them, since they mix different images.")
     size_label = c2.selectbox("Input size", list(SIZES), key="aug_size",
                               help="The sidebar image is centre-cropped and resized to this size first, so "
                                    "pipelines written for 32x32 data (crop 32, pad 4) behave as on CIFAR.",
@@ -258,8 +258,9 @@ with right:
         inputs = [base] * n
         what = f"**{current_label()}** ({base.width}x{base.height})"
     else:
-        ds_name = st.selectbox("Dataset", ["shapes", "cifar10", "mnist", "fashion-mnist"], key="aug_dataset",
-                               help="shapes is built in; the others must have been downloaded on the Datasets page.")
+        ds_name = st.selectbox("Dataset", ["shapes", "digits", "cifar10", "mnist", "fashion-mnist"], key="aug_dataset",
+                               help="shapes and digits are built in; the others must have been downloaded on the "
+                                    "Datasets page.")
         try:
             from cnnviz import data as _data  # built by the data module; absent in stripped installs
         except ImportError:
@@ -278,6 +279,9 @@ with right:
                 what = f"the first {n} **{ds_name}** test images"
             except (ValueError, OSError) as exc:
                 user_error(f"Couldn't load {ds_name}: {exc}")
+            hazard = A.hazard_line(pipeline, ds_name, classes) if pipeline is not None else None
+            if hazard:
+                st.warning(hazard, icon=":material/swap_horiz:")
 
     if pipeline is not None and inputs:
         try:

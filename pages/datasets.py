@@ -10,8 +10,8 @@ from ui.layout import page_header, user_error
 
 page_header(
     "Datasets",
-    "Where the training images come from. The built-in **shapes** set works offline with nothing "
-    "downloaded; **CIFAR-10**, **MNIST** and **Fashion-MNIST** are fetched only when you press "
+    "Where the training images come from. The built-in **shapes** and **digits** sets work offline with "
+    "nothing downloaded; **CIFAR-10**, **MNIST** and **Fashion-MNIST** are fetched only when you press "
     "Download; your own images can be a **folder** (`train/<class>/…` and `test/<class>/…`, or just "
     "`<class>/…`) or the same layout in a **zip**. Every dataset is decoded once and cached, and the "
     "per-channel mean/std computed here are the numbers a `Normalize` step should use.",
@@ -23,6 +23,7 @@ from cnnviz.data import downloads as TV  # noqa: E402
 
 SOURCES = {
     "shapes": "Built-in shapes (offline)",
+    "digits": "Built-in digits (MNIST sample, offline)",
     "cifar10": "CIFAR-10",
     "mnist": "MNIST",
     "fashion-mnist": "Fashion-MNIST",
@@ -79,6 +80,10 @@ try:
         c_arg.caption("10 classes of coloured figures on textured backgrounds, 32×32 RGB, 20,000 train / "
                       "4,000 test, drawn from a fixed seed (generated once, then read from the cache).")
         ds = _load("shapes", split)
+    elif source == "digits":
+        c_arg.caption("Handwritten digits shipped with cnnviz (assets/digits/, 0.8 MB), no download: a seeded, "
+                      "stratified split of MNIST's digits, what the tutorial's MNIST pipeline was written for.")
+        ds = _load("digits", split)
     elif source in TORCHVISION:
         where = TV.expected_location(source)
         clicked = c_arg.button(f"Download {TORCHVISION[source]}", key="ds_download", icon=":material/download:",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui.image_state import current_image, current_label, image_digest
+from ui.image_state import current_image, current_label, image_digest, is_drawing
 from ui.layout import page_header, user_error
 
 page_header(
@@ -17,13 +17,13 @@ page_header(
     "**feature map**, lights up where that pattern is. Pick a model, its weights and a layer to see every "
     "channel for your image, one channel large with the patch of the input it can see (its receptive "
     "field), and, for trained weights, the top-5 predictions and a Grad-CAM map of where the evidence "
-    "for a class lies.",
+    "for a class lies. **Draw a digit** in the sidebar and a model trained on digits reads it as you draw.",
 )
 
 import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz import models  # noqa: E402
-from cnnviz.images import display  # noqa: E402
+from cnnviz.images import display, prepare_digit  # noqa: E402
 from cnnviz.inspect import features, viewing  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from cnnviz.device import pick_device  # noqa: E402
@@ -32,9 +32,12 @@ from cnnviz.train import bundle  # noqa: E402
 from ui.bundle import bundle_download  # noqa: E402
 
 HANDOFF = "feature_maps_checkpoint"
-SHIPPED, RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
-    "Trained (shipped, CIFAR-10)", "Random weights", "A training run", "Upload a checkpoint",
-    "torchvision ImageNet weights", "From the Runs page")
+RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
+    "Random weights", "A training run", "Upload a checkpoint", "torchvision ImageNet weights", "From the Runs page")
+SHIPPED = {d: f"Trained (shipped, {label})" for d, label in viewing.SHIPPED_DATASETS.items()}
+SHIPPED_WHAT = {"cifar10": "CIFAR-10 (32x32 photos, 10 classes)",
+                "digits": "the built-in digits (4,500 MNIST handwritten digits, 28x28, resized to 32x32), "
+                          "with the digit-safe augmentation"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -49,6 +52,11 @@ def _load(key: str, kind: str, name: str, seed: int, path: str, _raw: bytes | No
         loaded = viewing.from_checkpoint(Path(path), name, label=Path(path).name)
     loaded.model.to(pick_device("auto"))
     return loaded
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _digit(digest: str, _im):
+    return prepare_digit(_im)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -98,14 +106,27 @@ if handed and st.session_state.get("fm_handoff_seen") != handed:
     if handed_model in names:
         st.session_state["fm_model"] = handed_model
         st.session_state[f"fm_source_{handed_model}"] = HANDED
+if is_drawing() and not handed:
+    # A drawing is read by a model trained on digits: switch to one when the input has just become a
+    # drawing, or when the page opens on a drawing; the user may pick other weights afterwards.
+    if not st.session_state.get("fm_drawing_seen") or "fm_model" not in st.session_state:
+        st.session_state["fm_drawing_seen"] = True
+        digit_models = [n for n in names if "digits" in viewing.shipped_for(n)]
+        if digit_models:
+            if st.session_state.get("fm_model") not in digit_models:
+                st.session_state["fm_model"] = digit_models[0]
+            st.session_state[f"fm_source_{st.session_state['fm_model']}"] = SHIPPED["digits"]
+else:
+    st.session_state["fm_drawing_seen"] = False
 c1, c2, c3 = st.columns([1.1, 1.3, 1.4], gap="medium")
 default_model = next(iter(shipped), "lenet5")
 name = c1.selectbox("Model", names, index=names.index(default_model), key="fm_model",
                     format_func=lambda n: f"{n} ({models.info(n).family}, {models.info(n).input_size} px)")
 info = models.info(name)
 
+shipped_here = viewing.shipped_for(name)  # {dataset: path}
 sources = [HANDED] if handed else []
-sources += ([SHIPPED] if name in shipped else []) + [RANDOM, RUN, UPLOAD]
+sources += [SHIPPED[d] for d in shipped_here] + [RANDOM, RUN, UPLOAD]
 if info.torchvision_name:
     sources.append(TORCHVISION)
 tv_cached = bool(info.torchvision_name) and models.pretrained_status(name).cached
@@ -126,11 +147,12 @@ with c3:
         if st.button("Choose other weights", key="fm_clear_handoff"):
             st.session_state.pop(HANDOFF, None)
             st.rerun()
-    elif kind == SHIPPED:
-        path = str(shipped[name])
-        st.caption(f"`{Path(path).name}`, trained by cnnviz on CIFAR-10 (32x32 photos, 10 classes). Its bundle "
+    elif kind in SHIPPED.values():
+        dataset = next(d for d, label in SHIPPED.items() if label == kind)
+        path = str(shipped_here[dataset])
+        st.caption(f"`{Path(path).name}`, trained by cnnviz on {SHIPPED_WHAT.get(dataset, dataset)}. Its bundle "
                    "is the model as ONNX with a predict.py that runs without PyTorch.")
-        bundle_download("fm", f"{path}|{Path(path).stat().st_mtime_ns}", f"{name}-cifar10-bundle",
+        bundle_download("fm", f"{path}|{Path(path).stat().st_mtime_ns}", f"{name}-{dataset}-bundle",
                         lambda p=path: bundle.source_from_checkpoint(Path(p)))
     elif kind == RANDOM:
         seed = int(st.number_input("Seed", 0, 10_000, 0, key="fm_seed"))
@@ -164,7 +186,7 @@ with c3:
 
 loaded = None
 fallback_reason = ""
-needs_file = kind in (RUN, UPLOAD, HANDED, SHIPPED) and not path
+needs_file = (kind in (RUN, UPLOAD, HANDED) or kind in SHIPPED.values()) and not path
 if kind == TORCHVISION and not tv_cached:
     fallback_reason = "ImageNet weights not cached"
 elif needs_file:
@@ -194,14 +216,53 @@ model_key = key
 # ---- the input -----------------------------------------------------------------------------
 im = current_image()
 size, ch = loaded.input_size, loaded.in_channels
-x, small = features.preprocess(im, size, loaded.mean, loaded.std, ch)
-img_digest = f"{image_digest(im)}|{size}|{ch}"
+digits = viewing.reads_digits(loaded)
+prep = None
+if digits:
+    mnist = st.toggle("Prepare the input like MNIST", value=True, key="fm_mnist",
+                      help="MNIST's digits are white ink on black, scaled into a 20x20 box and centred by their "
+                           "centre of mass in 28x28. A model trained on them reads a drawing well only when it is "
+                           "made the same way. Off: the image is just centre-cropped and resized, as for photos.")
+    if mnist:
+        prep = _digit(image_digest(im), im)
+if prep is not None:
+    x, small = features.digit_input(prep.pixels, size, loaded.mean, loaded.std, ch)
+    img_digest = f"{image_digest(im)}|digit|{size}|{ch}"
+else:
+    x, small = features.preprocess(im, size, loaded.mean, loaded.std, ch)
+    img_digest = f"{image_digest(im)}|{size}|{ch}"
 layers = _layers(f"{model_key}|{size}|{ch}", loaded.model, (ch, size, size))
 by_name = {li.name: li for li in layers}
 
-st.caption(f"**{loaded.name}** with {loaded.source}; input: {current_label()} centre-cropped and resized to "
-           f"{ch}x{size}x{size}, normalised with mean {tuple(round(v, 3) for v in loaded.mean)} and std "
-           f"{tuple(round(v, 3) for v in loaded.std)}.")
+norm = (f"normalised with mean {tuple(round(v, 3) for v in loaded.mean)} and std "
+        f"{tuple(round(v, 3) for v in loaded.std)}")
+if prep is not None:
+    st.caption(f"**{loaded.name}** with {loaded.source}; input: {current_label()} made into a 28x28 MNIST-style "
+               f"digit, resized to {ch}x{size}x{size} as in training, {norm}.")
+else:
+    st.caption(f"**{loaded.name}** with {loaded.source}; input: {current_label()} centre-cropped and resized to "
+               f"{ch}x{size}x{size}, {norm}.")
+
+reading = None  # the top-5 when the model reads a digit, shown beside what it reads
+if prep is not None:
+    d1, d2, d3 = st.columns([1, 1, 2.2], gap="medium")
+    d1.image(display.upscale_nearest(im, 168) if max(im.size) < 168 else im, width=168,
+             caption=f"{current_label()}, {im.width}x{im.height}")
+    d2.image(display.upscale_nearest(prep.image(), 168), width=168,
+             caption="what the model reads: 28x28 (shown 6x)")
+    with d3:
+        if prep.empty:
+            st.info("Nothing to read yet: draw a digit on the canvas in the sidebar (**Or draw one**), as large "
+                    "as you like: it is scaled and centred the way MNIST was.", icon=":material/draw:")
+        else:
+            reading = _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
+            best, name_best, p_best = reading[0]
+            st.metric("The model reads", name_best, f"{p_best:.1%} sure", delta_color="off", delta_arrow="off")
+            st.caption("Next: " + ", ".join(f"{n} {p:.1%}" for _, n, p in reading[1:4]) + ".")
+        st.caption(prep.describe())
+if digits and not is_drawing():
+    st.caption("This model was trained on handwritten digits: draw one in the sidebar (**Or draw one**) to see "
+               "it read.")
 
 # ---- layer and channels ----------------------------------------------------------------------
 spatial = [li for li in layers if len(li.shape) == 4]
@@ -266,21 +327,24 @@ else:
 
 # ---- predictions and Grad-CAM ------------------------------------------------------------------
 st.subheader("Predictions and Grad-CAM")
-if not loaded.trained:
+if prep is not None and prep.empty:
+    st.info("No predictions for an empty canvas: draw a digit in the sidebar.", icon=":material/draw:")
+elif not loaded.trained:
     st.info("These are random weights: predictions and Grad-CAM would mean nothing. Choose trained weights "
             "(shipped, a training run, an upload or cached torchvision weights) to see them.",
             icon=":material/info:")
 elif not spatial:
     st.info("This model has no spatial layer for Grad-CAM.")
 else:
-    top = _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
+    top = reading or _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
     p1, p2, p3 = st.columns([1, 1, 1.2], gap="large")
     with p1:
         st.dataframe(pd.DataFrame([{"class": n, "probability": p} for _, n, p in top]), hide_index=True,
                      key="fm_top5", column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
         st.caption(f"Top-5 of {len(loaded.classes)} classes for {current_label()}"
-                   + (" (a CIFAR-10 model sees a 32x32 thumbnail: expect low confidence on photos that "
+                   + (" (made MNIST-style)." if prep is not None else
+                      " (a CIFAR-10 model sees a 32x32 thumbnail: expect low confidence on photos that "
                       "aren't one of its classes)." if size == 32 else "."))
     cam_default = features.last_spatial_layer(layers) or spatial[-1].name
     spatial_names = [s.name for s in spatial]

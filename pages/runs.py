@@ -9,6 +9,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from cnnviz import plots
+from cnnviz.augment import hazard_line, label_hazards
 from cnnviz.train import bundle, evaluate, runs, scrub, sweeps
 from cnnviz.inspect import features
 from cnnviz.models.checkpoints import CheckpointError
@@ -88,6 +89,16 @@ if chosen:
     st.dataframe(rows, hide_index=True, key="runs_table", width="stretch")
     st.caption("Settings and the scores after the last finished epoch of each run (accuracies in %, "
                "time = training seconds since the data was loaded).")
+    for r in sel:
+        found = label_hazards(str(r.config.get("augment", "none")), r.config.get("dataset"), r.start.get("classes"))
+        if found:
+            last = r.epochs[-1].get("test_acc") if r.epochs else None
+            score = f" (test {100 * last:.1f}%)" if last is not None else ""
+            st.warning(f"**{r.run_id}**{score} trained on {r.config.get('dataset')} with augmentation that can "
+                       f"change a digit's label: {'; '.join(map(str, found))}. A 6 upside down is a 9: the network "
+                       "is taught that some sixes are nines. Inspect it below: its confusion matrix shows which "
+                       "digits it mixes up.",
+                       icon=":material/swap_horiz:")
 else:
     st.info("Choose one or more runs to compare.", icon=":material/info:")
 
@@ -195,6 +206,15 @@ with tab_eval:
         acc = evaluate.per_class_accuracy(cm)
         st.markdown(f"**{100 * ev.accuracy:.2f}%** of {len(ev.labels):,} test images right "
                     f"({int(cm.trace()):,} correct, {int(cm.sum() - cm.trace()):,} wrong).")
+        hazard = hazard_line(str(run.config.get("augment", "none")), run.config.get("dataset"), classes)
+        if hazard:
+            pairs = evaluate.top_confusions(cm, 3)
+            st.warning(f"Trained with `{str(run.config.get('augment'))[:40]}`. {hazard} Its most frequent "
+                       "confusions: " + "; ".join(f"{classes[t]} read as {classes[p]} ({n}×)" for t, p, n in pairs)
+                       + " (the images of the first are shown below the matrix).", icon=":material/swap_horiz:")
+            if pairs and st.session_state.get("runs_cell_run") != rid:  # open on its worst confusion, once
+                st.session_state["runs_cell_run"] = rid
+                st.session_state["runs_true"], st.session_state["runs_pred"] = pairs[0][0], pairs[0][1]
         st.session_state.setdefault("runs_true", 0)
         st.session_state.setdefault("runs_pred", min(1, k - 1))
         for key in ("runs_true", "runs_pred"):
@@ -309,7 +329,8 @@ with tab_scrub:
                 i1, i2 = st.columns([1, 5])
                 i1.image(image, width="stretch", caption=f"Input: {current_label()}")
                 top = ", ".join(f"{name} {100 * p:.0f}%" for _, name, p in em.top)
-                i1.caption(f"Prediction at epoch {epoch}: {top}.")
+                i1.caption(f"Prediction at epoch {epoch}: {top}"
+                           + (" (the image made MNIST-style, as on the Feature maps page)." if em.digit else "."))
                 i2.image(g.image, width="stretch")
                 i2.caption(f"{layer} at epoch {epoch}: {len(chans)} of {em.maps.shape[0]} channels, "
                            f"{em.maps.shape[1]}x{em.maps.shape[2]} each (viridis, each tile scaled to its own "

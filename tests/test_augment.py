@@ -186,7 +186,8 @@ def test_resolve_preset_json_and_file(tmp_path):
     for bad in ("nonsense", str(tmp_path / "missing.json"), ""):
         with pytest.raises(ValueError):
             A.resolve(bad)
-    assert A.preset_names() == ["none", "tutorial-mnist", "cifar-standard", "autoaugment", "randaugment"]
+    assert A.preset_names() == ["none", "tutorial-mnist", "digit-safe", "cifar-standard", "autoaugment",
+                                "randaugment"]
     with pytest.raises(ValueError, match="Unknown augmentation preset"):
         A.preset("nope")
 
@@ -199,6 +200,69 @@ def test_tutorial_preset_has_discrete_rotation_and_right_sizes():
     assert p.steps[3].params["angles"] == [90, 180, 270]
     torch.manual_seed(0)
     assert p.build()(_img(28, 28)).shape == (3, 28, 28)
+
+
+def test_digit_safe_preset_is_a_small_affine_without_flips():
+    p = A.preset("digit-safe")
+    assert [s.name for s in p.steps] == ["RandomAffine"]
+    assert p.steps[0].params == {"degrees": 10.0, "translate": [0.1, 0.1], "scale": [0.9, 1.1], "shear": None,
+                                 "interpolation": "bilinear", "fill": 0}
+    digit = torch.zeros(1, 28, 28, dtype=torch.uint8)
+    digit[0, 6:22, 12:16] = 255                                   # a "1"
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = p.build()(digit)
+        assert out.shape == (1, 28, 28)                          # 28x28 stays 28x28
+        rows, cols = torch.nonzero(out[0] > 0.5, as_tuple=True)
+        assert int(rows.max() - rows.min()) > 2 * int(cols.max() - cols.min())   # still upright
+    assert "6 upside down is a 9" in A.PRESET_HELP["digit-safe"]
+
+
+# ---- label-changing steps (cnnviz.augment.labels) -------------------------------------------------
+def test_tutorial_pipeline_changes_digit_labels_and_says_why():
+    found = A.label_hazards(A.preset("tutorial-mnist"), "digits")
+    assert [(h.index, h.name) for h in found] == [(1, "RandomHorizontalFlip"), (2, "RandomVerticalFlip"),
+                                                   (4, "RandomDiscreteRotation")]
+    assert "90, 180, 270" in found[2].what
+    line = A.hazard_line("tutorial-mnist", "digits")
+    assert "\n" not in line and "RandomDiscreteRotation" in line and "6 upside down is a 9" in line
+    assert "RandomRotation" not in line.replace("RandomDiscreteRotation", "")   # 15 degrees is harmless
+
+
+@pytest.mark.parametrize("dataset, classes", [("digits", None), ("digits:3", None), ("mnist", None),
+                                              ("folder:/x", [str(d) for d in range(10)]),
+                                              ("zip:/y.zip", [f"{d} - {w}" for d, w in enumerate(
+                                                  ["zero", "one", "two", "three", "four", "five", "six",
+                                                   "seven", "eight", "nine"])])])
+def test_digit_datasets_are_recognised(dataset, classes):
+    assert A.is_digit_dataset(dataset, classes)
+    assert A.hazard_line("tutorial-mnist", dataset, classes)
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "cifar10", "fashion-mnist", "folder:/pets", "", None])
+def test_other_datasets_get_no_warning(dataset):
+    assert A.label_hazards("tutorial-mnist", dataset) == [] and A.hazard_line("tutorial-mnist", dataset) is None
+
+
+@pytest.mark.parametrize("steps, expect", [
+    ([{"name": "RandomHorizontalFlip", "params": {"p": 0.0}}], []),
+    ([{"name": "RandomRotation", "params": {"degrees": 30}}], []),
+    ([{"name": "RandomRotation", "params": {"degrees": 45}}], ["RandomRotation"]),
+    ([{"name": "RandomRotation", "params": {"degrees": [170, 190]}}], ["RandomRotation"]),
+    ([{"name": "RandomAffine", "params": {"degrees": 90}}], ["RandomAffine"]),
+    ([{"name": "RandomDiscreteRotation", "params": {"angles": [0, 360, 10]}}], []),
+    ([{"name": "RandomDiscreteRotation", "params": {"angles": [0, -90]}}], ["RandomDiscreteRotation"]),
+    ([{"name": "RandomCrop", "params": {"size": 28, "padding": 2}}, {"name": "ColorJitter"}], []),
+])
+def test_which_steps_count(steps, expect):
+    p = A.Pipeline.from_dict({"steps": steps})
+    assert [h.name for h in A.label_hazards(p, "digits")] == expect
+    assert [h.name for h in A.label_hazards(p.to_json(), "digits")] == expect   # JSON text works too
+
+
+def test_digit_safe_none_and_unreadable_augment_are_quiet():
+    for aug in ("digit-safe", "none", "", "not a preset", "{broken json"):
+        assert A.hazard_line(aug, "digits") is None, aug
 
 
 # ---- semantics checked independently ---------------------------------------------------------------

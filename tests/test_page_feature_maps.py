@@ -345,3 +345,86 @@ def test_shipped_weights_bundle(at):
     names = zipfile.ZipFile(io.BytesIO(held["data"])).namelist()
     assert sorted(names) == sorted(f"lenet5-cifar10-bundle/{f}" for f in bundle.FILES)
     assert len(at.get("download_button")) == 1
+
+
+# ---- a drawing read by the shipped digits model ----------------------------------------------
+
+DIGITS_WEIGHTS = "Trained (shipped, digits)"
+
+
+def _drawing(kind: str):
+    """A sidebar-canvas-like picture (black ink on white, 196x196): 'one', 'zero' or 'empty'."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGB", (196, 196), "white")
+    d = ImageDraw.Draw(im)
+    if kind == "one":
+        d.line((98, 35, 98, 165), fill="black", width=18)
+    elif kind == "zero":
+        d.ellipse((45, 25, 150, 175), outline="black", width=18)
+    return im
+
+
+def _drawn(kind: str, **state) -> AppTest:
+    return open_page(PAGE, clean=True, state={"cnnviz_image": _drawing(kind), "cnnviz_image_label": "your drawing",
+                                              "cnnviz_source": "drawing", **state})
+
+
+def _reads(at: AppTest) -> str | None:
+    found = [m.value for m in at.metric if m.label == "The model reads"]
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("kind, digit", [("one", "1"), ("zero", "0")])
+def test_a_drawing_is_read_by_the_shipped_digits_model(kind, digit):
+    at = _drawn(kind)
+    assert at.radio(key="fm_source_lenet5").value == DIGITS_WEIGHTS  # switched to, for the drawing
+    assert _reads(at) == digit
+    assert _top5(at)["class"].iloc[0] == digit and set(_top5(at)["class"]) <= {str(d) for d in range(10)}
+    assert "lenet5-digits.safetensors" in _caption(at, "normalised with mean")
+    assert "made into a 28x28 MNIST-style digit" in _caption(at, "normalised with mean")
+    seen = [im for im in at.get("image") if im.proto.imgs[0].caption.startswith("what the model reads: 28x28")]
+    assert len(seen) == 1
+    assert "inverted to white on black" in _caption(at, "196x196 input")
+    assert f"Grad-CAM for **{digit}**" in _caption(at, "Grad-CAM for")
+
+
+def test_the_reading_follows_the_drawing_and_an_empty_canvas_gets_a_hint():
+    at = _drawn("one")
+    assert _reads(at) == "1"
+    at.session_state["cnnviz_image"] = _drawing("zero")     # what the sidebar does after a stroke
+    at.run()
+    ok(at)
+    assert _reads(at) == "0"
+    at.session_state["cnnviz_image"] = _drawing("empty")    # cleared
+    at.run()
+    ok(at)
+    assert _reads(at) is None and _top5(at) is None
+    infos = [i.value for i in at.info]
+    assert any("Nothing to read yet" in i for i in infos) and any("No predictions for an empty canvas" in i
+                                                                 for i in infos)
+    assert "no ink found" in _caption(at, "196x196 input")
+
+
+def test_weights_chosen_while_drawing_are_kept_and_mnist_preparation_can_be_switched_off():
+    at = _drawn("one")
+    at.radio(key="fm_source_lenet5").set_value("Trained (shipped, CIFAR-10)").run()
+    ok(at)
+    assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"   # the user's choice stays
+    assert _reads(at) is None and "centre-cropped and resized" in _caption(at, "normalised with mean")
+    at.radio(key="fm_source_lenet5").set_value(DIGITS_WEIGHTS).run()
+    assert _reads(at) == "1"
+    at.toggle(key="fm_mnist").set_value(False).run()
+    ok(at)
+    assert _reads(at) is None                               # the plain path: resized as for photos
+    assert "centre-cropped and resized to 1x32x32" in _caption(at, "normalised with mean")
+
+
+def test_without_a_drawing_the_cifar_weights_stay_the_default_and_digits_weights_say_to_draw():
+    at = open_page(PAGE, clean=True)
+    assert at.radio(key="fm_source_lenet5").value == "Trained (shipped, CIFAR-10)"
+    assert DIGITS_WEIGHTS in at.radio(key="fm_source_lenet5").options
+    at.radio(key="fm_source_lenet5").set_value(DIGITS_WEIGHTS).run()
+    ok(at)
+    assert "draw one in the sidebar" in _caption(at, "This model was trained on handwritten digits")
+    assert _reads(at) in {str(d) for d in range(10)}         # the cat, made MNIST-style, still gets read

@@ -136,3 +136,63 @@ def test_bundle_button_makes_a_zip_with_the_bundle_files(runs_dir):
     at.selectbox(key="runs_one").set_value(other).run()
     assert not at.exception and not at.get("download_button")
     assert [b.key for b in at.button if b.key == "runs_bundle_make"]
+
+
+# ---- digits: the tutorial's MNIST pipeline against the digit-safe one ------------------------
+
+
+@pytest.fixture(scope="module")
+def digit_runs(tmp_path_factory):
+    """Its own runs folder: LeNet5 on the built-in digits, one epoch each, with the tutorial's MNIST
+    augmentation and with the digit-safe one (small subsets: the page, not the figures, is tested)."""
+    root = tmp_path_factory.mktemp("digit-runs")
+    old = os.environ.get("CNNVIZ_RUNS")
+    os.environ["CNNVIZ_RUNS"] = str(root)
+    made = {}
+    try:
+        for aug in ("tutorial-mnist", "digit-safe"):
+            job = jobs.start_job(TrainConfig(model="lenet5", dataset="digits", augment=aug, epochs=1, batch_size=64,
+                                             device="cpu", limit_train=512, limit_test=100))
+            job.join(180)
+            assert job.snapshot()["status"] == "finished"
+            made[aug] = job.run_id
+    finally:
+        if old is None:
+            os.environ.pop("CNNVIZ_RUNS", None)
+        else:
+            os.environ["CNNVIZ_RUNS"] = old
+    return root, made
+
+
+def test_runs_page_says_which_digit_run_had_label_changing_augmentation(digit_runs, monkeypatch):
+    root, made = digit_runs
+    monkeypatch.setenv("CNNVIZ_RUNS", str(root))
+    at = _page()
+    assert set(at.multiselect(key="runs_compare").value) == set(made.values())
+    compare = [w.value for w in at.warning if w.value.startswith("**")]
+    assert len(compare) == 1 and compare[0].startswith(f"**{made['tutorial-mnist']}** (test ")
+    assert "RandomDiscreteRotation" in compare[0] and "6 upside down is a 9" in compare[0]
+    at.selectbox(key="runs_one").set_value(made["tutorial-mnist"]).run()
+    assert not at.exception
+    (line,) = [w.value for w in at.warning if w.value.startswith("Trained with `tutorial-mnist`")]
+    assert "\n" not in line and "Its most frequent confusions:" in line and " read as " in line
+    # the cell gallery opens on the worst confusion
+    first = line.split("Its most frequent confusions: ")[1].split(" (")[0]
+    true, pred = first.split(" read as ")
+    assert (at.selectbox(key="runs_true").value, at.selectbox(key="runs_pred").value) == (int(true), int(pred))
+    assert any(f"class **{true}** predicted as **{pred}**" in c.value for c in at.caption)
+    at.selectbox(key="runs_one").set_value(made["digit-safe"]).run()
+    assert not at.exception
+    assert not [w.value for w in at.warning if w.value.startswith("Trained with")]
+
+
+def test_scrubber_reads_a_drawing_made_mnist_style_for_a_digits_run(digit_runs, monkeypatch):
+    from PIL import Image, ImageDraw
+
+    root, made = digit_runs
+    monkeypatch.setenv("CNNVIZ_RUNS", str(root))
+    im = Image.new("RGB", (196, 196), "white")
+    ImageDraw.Draw(im).line((98, 35, 98, 165), fill="black", width=18)
+    at = open_page(PAGE, timeout=120, state={"cnnviz_image": im, "cnnviz_image_label": "your drawing",
+                                             "runs_one": made["digit-safe"]})
+    assert "made MNIST-style" in _caption(at, "Prediction at epoch 1")

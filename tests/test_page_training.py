@@ -80,6 +80,18 @@ def test_page_renders_the_form_and_trains_nothing():
     assert len(jobs.list_jobs()) == n_jobs and len(runs.list_runs()) == n_runs
 
 
+def test_a_run_on_the_builtin_digits_with_the_digit_safe_preset_trains():
+    at = _page()
+    assert "digits" in at.selectbox(key="train_dataset").options
+    assert {"tutorial-mnist", "digit-safe"} <= set(at.selectbox(key="train_augment").options)
+    _tiny(at, train_dataset="digits", train_augment="digit-safe")
+    rid = _start(at)
+    head = _poll(at, rid, "finished")
+    assert "digits" in rid or "digits" in head
+    cfg = runs.load_run(runs.runs_root() / rid).config
+    assert cfg["dataset"] == "digits" and cfg["augment"] == "digit-safe"
+
+
 def test_models_offered_fit_small_inputs():
     from cnnviz import models
 

@@ -300,3 +300,121 @@ def test_current_image_is_a_copy_and_works_alone():
     label, extrema = at.text[0].value.split(" ", 1)
     assert label == images.samples()[0].title.split()[0]
     assert extrema != "((0, 0), (0, 0), (0, 0))"  # painting a copy black left the shared image alone
+
+
+# ---------------------------------------------------------------- the drawing canvas
+
+
+class _FakeCanvas:
+    """Stands in for streamlit_drawable_canvas in AppTest (the real one is a browser component):
+    st_canvas returns what the test put in session state under 'fake_canvas'."""
+
+    class Result:
+        def __init__(self, json_data, png):
+            self.json_data, self._png = json_data, png
+
+        @property
+        def image_bytes(self):
+            return self._png
+
+    def st_canvas(self, **kwargs):
+        import streamlit as st
+
+        st.session_state["fake_canvas_kwargs"] = kwargs
+        json_data, png = st.session_state.get("fake_canvas", ({"objects": []}, None))
+        return self.Result(json_data, png)
+
+
+def _stroke(n: int = 1) -> tuple[dict, bytes]:
+    """Canvas JSON with n strokes and the PNG the browser would send (black ink, transparent paper)."""
+    side = image_state.CANVAS_SIDE
+    im = Image.new("RGBA", (side, side), (0, 0, 0, 0))
+    from PIL import ImageDraw
+
+    for i in range(n):
+        ImageDraw.Draw(im).line((60 + 30 * i, 40, 60 + 30 * i, 150), fill=(0, 0, 0, 255), width=18)
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return {"objects": [{"type": "Path", "path": [["M", 60 + 30 * i, 40], ["L", 60 + 30 * i, 150]]}
+                        for i in range(n)]}, buf.getvalue()
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "streamlit_drawable_canvas", _FakeCanvas())
+    at = AppTest.from_function(_picker_script, default_timeout=30)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _primary_samples(at) -> list[str]:
+    return [b.key for b in at.sidebar.button if b.key.startswith("sidebar_sample_") and b.proto.type == "primary"]
+
+
+def test_canvas_is_offered_with_brush_width_and_an_empty_canvas_changes_nothing(drawn):
+    at = drawn
+    kwargs = at.session_state["fake_canvas_kwargs"]
+    assert kwargs["key"] == image_state.CANVAS_KEY and kwargs["drawing_mode"] == "freedraw"
+    assert kwargs["width"] == kwargs["height"] == image_state.CANVAS_SIDE and kwargs["return_image_data"]
+    assert kwargs["stroke_color"] == "#000000" and kwargs["background_color"] == "#FFFFFF"
+    assert kwargs["stroke_width"] == image_state.BRUSH[2]
+    at.slider(key="sidebar_brush").set_value(30).run()
+    assert at.session_state["fake_canvas_kwargs"]["stroke_width"] == 30
+    assert _page_line(at).startswith(f"PAGE {images.samples()[0].title} ")  # still the sample
+    assert at.session_state[image_state.KEY_SOURCE] == "sample"
+
+
+def test_a_stroke_makes_the_drawing_the_input_until_a_sample_is_clicked(drawn):
+    at = drawn
+    side = image_state.CANVAS_SIDE
+    at.session_state["fake_canvas"] = _stroke(1)
+    at.run()
+    assert not at.exception
+    assert _page_line(at) == f"PAGE your drawing {side}x{side} RGB"
+    assert _primary_samples(at) == []
+    assert any(f"Using **your drawing**, {side}×{side} px" in c.value for c in at.sidebar.caption)
+    drawing = at.session_state[image_state.KEY_DRAWING]
+    assert drawing.strokes == 1 and drawing.image.getpixel((5, 5)) == (255, 255, 255)  # paper is white
+    assert drawing.image.getpixel((60, 100)) == (0, 0, 0)
+    # a sample click takes over; the unchanged drawing does not take it back...
+    at.sidebar.button(key="sidebar_sample_coffee").click().run()
+    assert "PAGE Coffee" in _page_line(at) and _primary_samples(at) == ["sidebar_sample_coffee"]
+    at.run()
+    assert "PAGE Coffee" in _page_line(at)
+    # ...a button does, and so does a new stroke
+    at.button(key="sidebar_use_drawing").click().run()
+    assert _page_line(at).startswith("PAGE your drawing")
+    at.sidebar.button(key="sidebar_sample_rocket").click().run()
+    at.session_state["fake_canvas"] = _stroke(2)
+    at.run()
+    assert _page_line(at).startswith("PAGE your drawing") and at.session_state[image_state.KEY_DRAWING].strokes == 2
+
+
+def test_cleared_canvas_is_an_empty_drawing_and_uploads_and_strokes_take_turns(drawn):
+    at = drawn
+    side = image_state.CANVAS_SIDE
+    at.session_state["fake_canvas"] = _stroke(1)
+    at.run()
+    at.session_state["fake_canvas"] = ({"objects": []}, None)   # the bin (or undo of the last stroke)
+    at.run()
+    assert _page_line(at) == f"PAGE your drawing (empty) {side}x{side} RGB"
+    at.sidebar.file_uploader[0].set_value(("mine.png", _png(300, 100), "image/png")).run()
+    assert _page_line(at) == "PAGE mine.png 300x100 RGB"
+    at.session_state["fake_canvas"] = _stroke(1)
+    at.run()
+    assert _page_line(at).startswith("PAGE your drawing ")
+    assert not at.sidebar.error and not at.exception
+
+
+def test_drawing_from_canvas_reads_the_browser_reply():
+    assert image_state.drawing_from_canvas(None, None) is None            # nothing sent yet
+    empty = image_state.drawing_from_canvas({"objects": []}, None)
+    assert empty.strokes == 0 and empty.image.size == (image_state.CANVAS_SIDE,) * 2
+    assert empty.image.getextrema() == ((255, 255), (255, 255), (255, 255))
+    json_data, png = _stroke(2)
+    d = image_state.drawing_from_canvas(json_data, png)
+    assert d.strokes == 2 and d.image.mode == "RGB" and d.digest
+    assert image_state.drawing_from_canvas(json_data, png).digest == d.digest
+    assert image_state.drawing_from_canvas(json_data, b"garbage") is None   # refused like a bad upload
+    assert image_state.drawing_from_canvas(json_data, None) is None

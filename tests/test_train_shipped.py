@@ -48,3 +48,59 @@ def test_shipped_accuracy_on_real_cifar_with_an_independent_loader(name, cifar_j
         acc = (net(x).argmax(1) == y).float().mean().item()
     claimed = json.loads((ASSETS / f"{name}-cifar10.json").read_text())["final_metrics"]["test_acc"]
     assert acc > claimed - 0.06, (acc, claimed)
+
+
+# ---- the digits checkpoint (the built-in digits are shipped, so this always runs) --------------
+
+DIGITS = ASSETS / "lenet5-digits.safetensors"
+
+
+def test_shipped_digits_checkpoint_meta_and_stated_recipe():
+    ck = load_checkpoint(DIGITS)
+    meta = ck.meta
+    assert meta["model"] == "lenet5" and meta["dataset"] == "digits" and meta["augment"] == "digit-safe"
+    assert meta["classes"] == [str(d) for d in range(10)] and meta["in_channels"] == 1 and meta["input_size"] == 32
+    info = json.loads(DIGITS.with_suffix(".json").read_text())
+    assert info["config"]["augment"] == "digit-safe" and info["config"]["epochs"] == 30
+    assert info["final_metrics"]["epoch"] == meta["epoch"] == 30
+    assert info["final_metrics"]["test_acc"] >= 0.96
+    stated = f"{100 * info['final_metrics']['test_acc']:.1f}%"
+    for readme in (ASSETS / "README.md", ASSETS.parent / "README.md"):
+        assert stated in readme.read_text(), readme   # the figure the READMEs state is the file's
+    assert "--augment tutorial-mnist" in (ASSETS.parent / "README.md").read_text()
+
+
+def test_shipped_digits_checkpoint_reaches_its_stated_accuracy_on_the_test_digits():
+    """An independent evaluation: plain torch on the 500 test digits, resized 28 -> 32 and normalised
+    with the checkpoint's own mean/std, not through cnnviz's trainer or evaluator."""
+    from torch.nn import functional as F
+
+    from cnnviz import data
+
+    ck = load_checkpoint(DIGITS)
+    net = load_into(models.create("lenet5", 10, 1), ck, "lenet5").eval()
+    test = data.load_dataset("digits", "test")
+    x = F.interpolate(test.images.float(), size=(32, 32), mode="bilinear", antialias=True).round() / 255
+    x = (x - ck.meta["mean"][0]) / ck.meta["std"][0]
+    with torch.no_grad():
+        acc = (net(x).argmax(1) == test.labels).float().mean().item()
+    stated = json.loads(DIGITS.with_suffix(".json").read_text())["final_metrics"]["test_acc"]
+    assert acc >= 0.96 and abs(acc - stated) <= 0.004, (acc, stated)   # 0.004 = two digits of 500
+
+
+def test_shipped_digits_checkpoint_reads_digits_made_mnist_style():
+    """The test digits passed through prepare_digit (what a drawing goes through) are still read."""
+    from PIL import Image
+
+    from cnnviz import data
+    from cnnviz.images import prepare_digit
+    from cnnviz.inspect import features
+
+    ck = load_checkpoint(DIGITS)
+    net = load_into(models.create("lenet5", 10, 1), ck, "lenet5").eval()
+    test = data.load_dataset("digits", "test")
+    xs = [features.digit_input(prepare_digit(Image.fromarray(im[0].numpy())).pixels, 32, ck.meta["mean"],
+                               ck.meta["std"])[0] for im in test.images]
+    with torch.no_grad():
+        acc = (net(torch.cat(xs)).argmax(1) == test.labels).float().mean().item()
+    assert acc >= 0.95, acc

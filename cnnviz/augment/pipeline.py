@@ -242,6 +242,10 @@ _PRESETS: dict[str, list[tuple[str, dict]]] = {
         ("RandomRotation", {"degrees": 15.0}), ("RandomDiscreteRotation", {"angles": [90, 180, 270]}),
         ("Resize", {"size": 32}), ("RandomCrop", {"size": 28, "padding": 0}),
     ],
+    "digit-safe": [
+        ("RandomAffine", {"degrees": 10.0, "translate": [0.1, 0.1], "scale": [0.9, 1.1], "shear": None,
+                          "interpolation": "bilinear", "fill": 0}),
+    ],
     "cifar-standard": [("RandomCrop", {"size": 32, "padding": 4}), ("RandomHorizontalFlip", {})],
     "autoaugment": [("RandomCrop", {"size": 32, "padding": 4}), ("RandomHorizontalFlip", {}),
                     ("AutoAugment", {"policy": "cifar10"})],
@@ -252,6 +256,9 @@ PRESET_HELP = {
     "none": "No augmentation: images are only converted to float tensors.",
     "tutorial-mnist": "The tutorial's MNIST pipeline: flips, rotation by up to 15 degrees, rotation by one of "
                       "90/180/270, resize to 32, random 28x28 crop.",
+    "digit-safe": "For handwritten digits: one RandomAffine that turns by up to 10 degrees, shifts by up to 10% "
+                  "and zooms by 0.9-1.1 (bilinear, black fill). No flips and no quarter turns: those change "
+                  "which digit it is (a 6 upside down is a 9).",
     "cifar-standard": "The classic CIFAR recipe: pad 4 pixels, random 32x32 crop, horizontal flip.",
     "autoaugment": "CIFAR standard + AutoAugment with the CIFAR-10 policy.",
     "randaugment": "CIFAR standard + RandAugment (2 operations at magnitude 9).",

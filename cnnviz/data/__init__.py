@@ -5,6 +5,8 @@ Modules:
   spec parsing, the on-disk cache lookup, zip uploads.
 - `registry`: the dataset kinds (`dataset_kind` decorator), `DatasetError`, progress reports.
 - `shapes`: the built-in, offline `shapes` set, generated from a seed.
+- `digits`: the built-in, offline `digits` set: 5,000 MNIST digits shipped in assets/digits/
+  (a seeded, stratified 4,500 / 500 split; `CREDIT` says whose they are).
 - `downloads`: CIFAR-10, MNIST, Fashion-MNIST through torchvision (download only when asked).
 - `files`: `folder:PATH` and `zip:PATH` image trees; `decode`: fast batched decoding with a
   pixel guard; `safezip`: hostile-zip-proof reading; `cache`: safetensors cache of decoded sets.

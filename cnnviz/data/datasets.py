@@ -1,6 +1,7 @@
 """Datasets: one registry, one call.
 
     ds = load_dataset("shapes", "train")          # built-in, offline, 32x32 RGB, 10 classes
+    ds = load_dataset("digits", "test")           # built-in, offline, 5,000 MNIST digits, 28x28 grey
     ds = load_dataset("cifar10", "test")          # torchvision, under $CNNVIZ_DATA; download=True to fetch
     ds = load_dataset("folder:/data/pets")        # an ImageFolder tree
     ds = load_dataset("zip:/data/pets.zip")       # the same inside a zip, read safely
@@ -94,6 +95,7 @@ def _load_shapes(arg: str, download: bool, progress: Progress) -> RawSplits:
 
 
 # the other kinds register themselves on import
+from . import digits as _digits  # noqa: E402,F401  (registers digits, the built-in MNIST sample)
 from . import files as _files  # noqa: E402
 from . import downloads as _downloads  # noqa: E402,F401  (registers cifar10, mnist, fashion-mnist)
 
@@ -182,7 +184,7 @@ def _cached_load(spec: str, kind: str, key_parts: Callable[[], object | None],
 
 def load_dataset(spec: str, split: str = "train", *, download: bool = False, refresh: bool = False,
                  progress: Callable[[float, str], None] | None = None) -> ImageDataset:
-    """Load one split of a dataset by spec ("shapes", "cifar10", "mnist", "fashion-mnist",
+    """Load one split of a dataset by spec ("shapes", "digits", "cifar10", "mnist", "fashion-mnist",
     "folder:PATH", "zip:PATH"). Never downloads unless download=True. refresh=True decodes the
     source again instead of reading the disk cache. `progress(fraction, message)` is called
     along the way. Raises DatasetError (a ValueError) with a message meant for the user."""

@@ -232,6 +232,25 @@ def preprocess(image: Image.Image, size: int, mean: Sequence[float], std: Sequen
     return ((x - m) / s).unsqueeze(0), im
 
 
+def digit_input(pixels: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
+                in_channels: int = 1) -> tuple[torch.Tensor, Image.Image]:
+    """An MNIST-style uint8 digit (H, W) (see `cnnviz.images.digits`) -> ((1,C,size,size), the resized image).
+
+    Resized the way training resizes 28x28 digits for a 32x32 model (bilinear, antialiased, rounded
+    to uint8: `cnnviz.train.device_data.resize_uint8`), then normalised; grey copied to every channel."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8)).float()[None, None]
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = x.round().clamp(0, 255)
+    small = Image.fromarray(x[0, 0].to(torch.uint8).numpy(), "L")
+    x = (x / 255.0).expand(1, in_channels, size, size)
+    m = torch.tensor(list(mean)[:in_channels], dtype=torch.float32)
+    s = torch.tensor(list(std)[:in_channels], dtype=torch.float32)
+    if m.numel() != in_channels or s.numel() != in_channels:
+        m, s = m[:1].expand(in_channels), s[:1].expand(in_channels)
+    return ((x - m[:, None, None]) / s[:, None, None]).contiguous(), small.convert("RGB")
+
+
 def channel_order(fmap: torch.Tensor, order: str = "mean", top_k: int | None = None) -> list[int]:
     """Channel indices of a (C,H,W) map: by mean activation, highest first ('mean'), or 'index' order."""
     c = fmap.shape[0]

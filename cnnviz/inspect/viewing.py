@@ -38,15 +38,38 @@ class Loaded:
     warnings: list[str] = field(default_factory=list)
 
 
-def shipped_checkpoints(folder: Path | None = None) -> dict[str, Path]:
-    """{model name: path} of the trained checkpoints shipped in assets/checkpoints (may be empty)."""
+SHIPPED_DATASETS = {"cifar10": "CIFAR-10", "digits": "digits"}  # dataset tag in the file name -> label
+
+
+def shipped_checkpoints(folder: Path | None = None, dataset: str = "cifar10") -> dict[str, Path]:
+    """{model name: path} of the trained checkpoints shipped in assets/checkpoints for `dataset`
+    (files named `<model>-<dataset>.safetensors`; may be empty)."""
     folder = folder or SHIPPED_DIR
+    suffix = f"-{dataset}.safetensors"
     out: dict[str, Path] = {}
-    for p in sorted(folder.glob("*-cifar10.safetensors")) if folder.is_dir() else []:
-        name = p.name[: -len("-cifar10.safetensors")]
+    for p in sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []:
+        name = p.name[: -len(suffix)]
         if name in models.names():
             out[name] = p
     return out
+
+
+def shipped_for(name: str, folder: Path | None = None) -> dict[str, Path]:
+    """{dataset: path} of every shipped checkpoint of model `name`, in SHIPPED_DATASETS order."""
+    out = {}
+    for dataset in SHIPPED_DATASETS:
+        path = shipped_checkpoints(folder, dataset).get(name)
+        if path is not None:
+            out[dataset] = path
+    return out
+
+
+def reads_digits(loaded: "Loaded") -> bool:
+    """True for trained weights whose classes are the ten digits (the `digits` set, MNIST): such a
+    model should read an input made the way MNIST was made (`cnnviz.images.prepare_digit`)."""
+    from ..augment.labels import is_digit_dataset
+
+    return loaded.trained and is_digit_dataset(str(loaded.meta.get("dataset") or ""), loaded.classes)
 
 
 def dataset_label(spec: str) -> str:

@@ -2,8 +2,9 @@
 
 `scrub_layers(run)` lists the layers with spatial outputs (as the Feature maps page names
 them, via `cnnviz.inspect.features.list_layers`); `maps_at(run, epoch, layer, image)` loads that
-epoch's weights, feeds the image (prepared like the Feature maps page does) and returns the
-layer's output and the model's prediction at that epoch. Pictures come from
+epoch's weights, feeds the image (prepared like the Feature maps page does: made MNIST-style by
+`cnnviz.images.prepare_digit` for a run on handwritten digits) and returns the layer's output and
+the model's prediction at that epoch. Pictures come from
 `cnnviz.inspect.features.channel_grid`, so both pages draw maps the same way.
 """
 
@@ -25,6 +26,7 @@ class EpochMaps:
     layer: str
     maps: torch.Tensor          # (C, H, W) float32 on CPU
     top: list[tuple[int, str, float]]  # top-k (class index, name, probability)
+    digit: bool = False         # the image was made MNIST-style (a run on handwritten digits)
 
 
 def _meta_shape(meta: dict) -> tuple[int, int, int, int]:
@@ -46,9 +48,18 @@ def maps_at(run, epoch: int | None, layer: str, image: Image.Image) -> EpochMaps
     """`layer`'s output for `image` with the weights saved at `epoch` of `run` (default: latest)."""
     from . import runs
 
+    from ..augment.labels import is_digit_dataset
+    from ..images.digits import prepare_digit
+
     model, meta = runs.load_model(run, epoch)
     _, c, size, _ = _meta_shape(meta)
-    x, _ = features.preprocess(image, size, meta.get("mean") or [0.5] * c, meta.get("std") or [0.5] * c, c)
+    mean, std = meta.get("mean") or [0.5] * c, meta.get("std") or [0.5] * c
+    digit = is_digit_dataset(str(meta.get("dataset") or ""), meta.get("classes"))
+    if digit:
+        x, _ = features.digit_input(prepare_digit(image).pixels, size, mean, std, c)
+    else:
+        x, _ = features.preprocess(image, size, mean, std, c)
     maps = features.feature_maps(model, x, [layer])[layer][0].float().cpu()
     top = features.predict(model, x, meta.get("classes"), k=3)
-    return EpochMaps(epoch=int(epoch if epoch is not None else meta.get("epoch", 0)), layer=layer, maps=maps, top=top)
+    return EpochMaps(epoch=int(epoch if epoch is not None else meta.get("epoch", 0)), layer=layer, maps=maps, top=top,
+                     digit=digit)
