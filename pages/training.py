@@ -1,4 +1,5 @@
-"""Train: a form that starts a background training job, and live views of the runs in this process."""
+"""Train: a form that queues runs (each its own process) or a sweep of them, and live views of every
+run under the runs folder, read from the run directories (they outlive this server)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from pathlib import Path
 import streamlit as st
 
 from cnnviz import models, plots
-from cnnviz.train import jobs, runs
 from cnnviz.device import available_devices, pick_device
-from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig
+from cnnviz.train import OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig, runqueue, runs, sweeps
+from cnnviz.train.watch import RunWatch
 from ui.layout import page_header, user_error
 from ui.live import CHARTS_EVERY, DEFAULT_REFRESH, REFRESH_CHOICES, ChartHold, chart_period, describe_refresh, refresh_seconds
 
-MAX_ENDED_SHOWN = 4   # ended runs of this process shown below the live ones
+MAX_ENDED_SHOWN = 4   # most recent ended runs shown as cards below the live ones
+LIVE = ("queued", "starting", "running")
 STUDIO = "studio pipeline"
 PATH_CHOICE = "folder or zip (path below)"
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048]
@@ -24,10 +26,11 @@ LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4, 1.0]
 
 page_header(
     "Train",
-    "Pick a model and a dataset and press **Start**: training runs in the background on the best device "
-    "here, and the charts below follow it live (loss per step, accuracy per epoch, learning rate and "
-    "throughput). Closing the tab does not stop a run; come back and it is still listed. Stopped runs can "
-    "be resumed; every run keeps its checkpoints for the **Runs** page.",
+    "Pick a model and a dataset and press **Start**: each run trains in a process of its own on the best "
+    "device here (one at a time per device; more wait in a queue), and the charts below follow it live "
+    "(loss per step, accuracy per epoch, learning rate and throughput). Closing the tab, or restarting "
+    "the server, does not stop a run. Give several values to **sweep** a grid of settings. Stopped or "
+    "interrupted runs can be resumed; every run keeps its checkpoints for the **Runs** page.",
 )
 
 
@@ -63,7 +66,23 @@ DEFAULTS = {"train_model": "lenet5", "train_dataset": "shapes", "train_augment":
             "train_optimizer": "adam", "train_lr": 1e-3, "train_schedule": "constant", "train_epochs": 3,
             "train_batch": 128, "train_device": "auto", "train_precision": "auto", "train_channels_last": True,
             "train_momentum": 0.9, "train_nesterov": False, "train_wd": 0.0, "train_ls": 0.0, "train_seed": 0,
-            "train_limit_train": 0, "train_limit_test": 0, "train_path": ""}
+            "train_limit_train": 0, "train_limit_test": 0, "train_path": "", "train_nproc": 1,
+            "train_sweep_lr": [], "train_sweep_batch": [], "train_sweep_optimizer": [], "train_sweep_augment": [],
+            "train_sweep_model": []}
+SWEEP_KEYS = {"lr": "train_sweep_lr", "batch_size": "train_sweep_batch", "optimizer": "train_sweep_optimizer",
+              "augment": "train_sweep_augment", "model": "train_sweep_model"}
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001 - no usable CUDA
+        return 0
+
+
+N_GPUS = _gpu_count()
 
 
 def _apply_preset() -> None:
@@ -154,7 +173,7 @@ dev_opts = ["auto"] + available_devices()
 if st.session_state["train_device"] not in dev_opts:
     st.session_state["train_device"] = "auto"
 
-any_live = any(j.is_alive() for j in jobs.list_jobs())
+any_live = any(runs.status_of(d)[0] in LIVE for d in runqueue.run_dirs())
 with st.expander("New run", expanded=not any_live, icon=":material/add_circle:"):
     presets_here = ["custom"] + [p for p in PRESETS if PRESETS[p].get("model", "lenet5") in models_ok]
     st.selectbox("Start from", presets_here, key="train_preset", on_change=_apply_preset,
@@ -196,8 +215,42 @@ with st.expander("New run", expanded=not any_live, icon=":material/add_circle:")
         c2.number_input("Train images (0 = all)", 0, 10_000_000, step=500, key="train_limit_train",
                         help="Train on a random subset for a quick look.")
         c3.number_input("Test images (0 = all)", 0, 10_000_000, step=500, key="train_limit_test")
+        if N_GPUS > 1:
+            c4.number_input("Processes", 1, N_GPUS, step=1, key="train_nproc",
+                            help=f"DistributedDataParallel over this many of the {N_GPUS} GPUs (torchrun); "
+                                 "the batch size is the global batch, split evenly.")
+        st.markdown("**Sweep** (optional): several values make a grid of runs, one per combination, queued "
+                    "together; empty boxes keep the single value above.")
+        c1, c2, c3, c4, c5 = st.columns(5)
+        c1.multiselect("Learning rates", LRS, key="train_sweep_lr", format_func=lambda v: f"{v:g}")
+        c2.multiselect("Batch sizes", BATCH_SIZES, key="train_sweep_batch")
+        c3.multiselect("Optimizers", list(OPTIMIZERS), key="train_sweep_optimizer")
+        c4.multiselect("Augmentations", [a for a in aug_opts if a != STUDIO], key="train_sweep_augment")
+        c5.multiselect("Models", models_ok, key="train_sweep_model")
         submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                           key="train_start")
+
+def _sweep_grid() -> dict[str, list]:
+    """The sweep boxes that hold values: field -> values."""
+    return {field: list(st.session_state.get(key) or []) for field, key in SWEEP_KEYS.items()
+            if st.session_state.get(key)}
+
+
+def _submit(cfg: TrainConfig) -> None:
+    """Queue one run, or the sweep's grid; a toast says where it stands."""
+    nproc = int(st.session_state.get("train_nproc") or 1) if N_GPUS > 1 else None
+    grid = _sweep_grid()
+    if grid:
+        sweep_id, dirs = sweeps.submit_grid(grid, base=cfg.to_dict(), nproc=nproc)
+        st.session_state["train_last_started"] = dirs[0].name
+        st.toast(f"Sweep {sweep_id}: {len(dirs)} runs queued", icon=":material/grid_view:")
+        return
+    run_dir = runqueue.submit(cfg, nproc=nproc if nproc and nproc > 1 else None)
+    st.session_state["train_last_started"] = run_dir.name
+    pos = runqueue.position(run_dir)
+    st.toast(f"Run {run_dir.name} " + (f"queued (position {pos})" if pos else "started"),
+             icon=":material/play_arrow:")
+
 
 if submitted:
     try:
@@ -211,10 +264,8 @@ if submitted:
             user_error(f"Not started: dataset {cfg.dataset!r}: {problem}")
         else:
             try:
-                job = jobs.start_job(cfg)
-                st.session_state["train_last_started"] = job.run_id
-                st.toast(f"Started run {job.run_id}", icon=":material/play_arrow:")
-            except ValueError as exc:
+                _submit(cfg)
+            except (ValueError, OSError) as exc:
                 user_error(f"Not started: {exc}")
 
 
@@ -232,12 +283,17 @@ def _actions(snap: dict, live: bool) -> None:
     """Stop / resume / delete / downloads for one run."""
     rid, run_dir = snap["run_id"], Path(snap["run_dir"])
     row = st.container(horizontal=True, gap="small")
+    if snap["status"] == "queued":
+        if row.button("Cancel", key=f"train_cancel_{rid}", icon=":material/cancel:",
+                      help="Takes the run out of the queue (a new run that never started is removed)."):
+            runqueue.cancel(run_dir)
+            st.toast(f"Cancelled {rid}")
+            st.rerun()
+        return
     if live:
         if row.button("Stop", key=f"train_stop_{rid}", icon=":material/stop:",
-                          help="Ends the run at the next step and saves a checkpoint (status 'stopped')."):
-            job = jobs.get_job(rid)
-            if job is not None:
-                job.stop()
+                      help="Ends the run at the next step and saves a checkpoint (status 'stopped')."):
+            runs.request_stop(run_dir)
             st.toast(f"Stopping {rid}…")
         return
     last = run_dir / runs.LAST_WEIGHTS
@@ -251,7 +307,7 @@ def _actions(snap: dict, live: bool) -> None:
             if st.button("Resume from the last checkpoint", key=f"train_resume_{rid}", type="primary"):
                 try:
                     cfg = TrainConfig.from_dict({**snap["config"], "epochs": int(total)})
-                    jobs.start_job(cfg, resume_run_dir=run_dir)
+                    runqueue.submit(cfg, resume_run_dir=run_dir)
                     st.rerun()
                 except ValueError as exc:
                     user_error(f"Can't resume: {exc}")
@@ -309,7 +365,10 @@ def _draw_status(snap: dict, live: bool) -> None:
     total_ep = int(cfg.get("epochs", 1))
     cur_ep = steps[-1]["epoch"] if steps else (epochs[-1]["epoch"] if epochs else 0)
     prog = float(snap.get("progress") or 0.0)
-    if status in ("starting", "running"):
+    if status == "queued":
+        st.progress(0.0, text=f"Waiting in the queue, position {snap.get('queue_position') or '?'}: it starts "
+                              f"when a slot is free ({runqueue.max_runs()} run(s) at a time here).")
+    elif status in ("starting", "running"):
         text = (f"{100 * prog:.0f}% · epoch {cur_ep}/{total_ep} · ETA {_fmt_s(snap.get('eta_s'))}"
                 if steps else "Loading data and building the model…")
         st.progress(prog, text=text)
@@ -319,6 +378,12 @@ def _draw_status(snap: dict, live: bool) -> None:
         st.error(snap["error"], icon=":material/error:")
         if snap.get("advice"):
             st.info(snap["advice"], icon=":material/lightbulb:")
+    if status == "interrupted":
+        st.warning(f"Interrupted: {snap.get('reason') or 'its process is gone without a final line'}. "
+                   "Resume continues from the last checkpoint.", icon=":material/pause_circle:")
+    if snap.get("log_tail"):
+        with st.expander("Last lines of the run's log.txt"):
+            st.code(snap["log_tail"], language="text")
     m = st.columns(5)
     last_step = steps[-1] if steps else {}
     last_ep = epochs[-1] if epochs else {}
@@ -366,38 +431,61 @@ def _device_type(preference: str) -> str:
         return "cpu"
 
 
-def _live_view(run_id: str, refresh_s: int) -> None:
-    """One refresh of a live run: status, progress and metrics from the job's snapshot, and the charts
+def _watch(run_dir: Path) -> RunWatch:
+    """This session's watcher of a run directory (it reads only what the run appended since)."""
+    watches = st.session_state.setdefault("train_watches", {})
+    w = watches.get(run_dir.name)
+    if w is None or w.run_dir != run_dir:
+        w = watches[run_dir.name] = RunWatch(run_dir)
+    return w
+
+
+def _live_view(run_dir: str, refresh_s: int) -> None:
+    """One refresh of a live run: status, progress and metrics from the run directory, and the charts
     from the data its ChartHold gives (renewed every CHARTS_EVERY refreshes; between renewals the
-    charts sent are identical, so the browser does not redraw them). When the run
-    ends, the page is redrawn once with the static view (no more polling)."""
-    job = jobs.get_job(run_id)
-    if job is None:
-        st.warning(f"Run {run_id} is no longer known to this server.")
+    charts sent are identical, so the browser does not redraw them). When the run ends, the page is
+    redrawn once with the static view (no more polling)."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        st.warning(f"Run {path.name} is gone from the runs folder.")
         return
-    snap = job.snapshot()
+    snap = _watch(path).snapshot()
+    if snap["status"] == "queued":
+        _dispatch()  # a slot may have freed without a run process to pass it on (a killed run)
     _draw_status(snap, live=snap["alive"])
     _actions(snap, live=snap["alive"])
+    rid = snap["run_id"]
     holds = st.session_state.setdefault("train_chart_holds", {})
-    hold = holds.get(run_id)
+    hold = holds.get(rid)
     if hold is None or hold.period != chart_period(refresh_s):
-        hold = holds[run_id] = ChartHold(chart_period(refresh_s))
+        hold = holds[rid] = ChartHold(chart_period(refresh_s))
     steps, epochs = hold.view(snap.get("steps", []), snap.get("epochs", []), ended=not snap["alive"])
     _draw_charts({**snap, "steps": steps, "epochs": epochs})
     if not snap["alive"]:
-        holds.pop(run_id, None)
+        holds.pop(rid, None)
         st.rerun()
 
 
-# ---------------------------------------------------------------- runs of this server process
+def _dispatch() -> None:
+    """Start queued runs where slots are free; a bad CNNVIZ_MAX_RUNS is said once."""
+    try:
+        runqueue.dispatch()
+    except ValueError as exc:
+        user_error(f"The queue is not moving: {exc}")
+    except OSError as exc:
+        user_error(f"The queue is not moving: {exc.strerror or exc}")
+
+
+# ---------------------------------------------------------------- the runs (from disk)
 st.divider()
-st.subheader("Runs on this server")
-all_jobs = [j for j in jobs.list_jobs() if Path(j.run_dir).is_dir()]
-live_jobs = [j for j in all_jobs if j.is_alive()]
-ended = [j for j in all_jobs if not j.is_alive()][:MAX_ENDED_SHOWN]
-if not all_jobs:
-    st.info("No run started on this server yet: fill the form above and press **Start training**.",
-            icon=":material/info:")
+st.subheader("Runs")
+_dispatch()
+all_runs = runs.list_runs()
+live_runs = [r for r in all_runs if r.status in LIVE]
+live_runs.sort(key=lambda r: (r.status == "queued", runqueue.position(r.path) or 0, -r.created))
+ended = [r for r in all_runs if r.status not in LIVE]
+if not all_runs:
+    st.info("No run yet: fill the form above and press **Start training**.", icon=":material/info:")
 head = st.container(horizontal=True, vertical_alignment="bottom")
 refresh = head.segmented_control(
     "Live refresh", REFRESH_CHOICES, default=DEFAULT_REFRESH, key="train_refresh",
@@ -406,33 +494,42 @@ refresh = head.segmented_control(
          f"{CHARTS_EVERY} refreshes. Each redraw costs the browser some CPU: on a CPU-only machine where "
          "training uses every core, a faster refresh slows training down. 'auto': "
          f"{describe_refresh('auto')}.")
-head.caption(f"{len(live_jobs)} training now, {len(all_jobs) - len(live_jobs)} ended. Live views refresh "
-             f"{describe_refresh(refresh)} from the run's in-memory snapshot; a refreshed or reopened page "
-             "reattaches here.")
-for job in live_jobs:
-    refresh_s = refresh_seconds(refresh, _device_type(job.config.device))
-    with st.container(border=True, key=f"train_run_{job.run_id}"):
-        st.fragment(_live_view, run_every=refresh_s)(job.run_id, refresh_s)
-for job in ended:
-    with st.container(border=True, key=f"train_run_{job.run_id}"):
-        snap = job.snapshot()
+n_queued = sum(r.status == "queued" for r in live_runs)
+head.caption(f"{len(live_runs) - n_queued} training now, {n_queued} queued, {len(ended)} ended "
+             f"(runs folder `{runs.runs_root()}`). Live views refresh {describe_refresh(refresh)} from the run "
+             "directories; runs go on in their own processes when this page or the server closes.")
+
+
+def _snap_of(r: runs.RunInfo) -> dict:
+    """A static snapshot of an ended run (the live views use RunWatch)."""
+    return {"run_id": r.run_id, "run_dir": str(r.path), "status": r.status, "config": r.config,
+            "steps": r.steps, "epochs": r.epochs,
+            "progress": 1.0 if r.status == "finished" else r.finished_epochs / max(1, int(r.config.get("epochs", 1))),
+            "error": r.final.get("message") if r.status in ("error", "diverged") else None,
+            "advice": r.final.get("advice"), "device": r.start.get("device", ""), "memory": "",
+            "reason": r.reason, "log_tail": runs.log_tail(r.path) if r.status in ("interrupted", "error") else ""}
+
+
+for r in live_runs:
+    device_type = r.start.get("device_type") or _device_type(str(r.config.get("device", "auto")))
+    refresh_s = refresh_seconds(refresh, device_type)
+    with st.container(border=True, key=f"train_run_{r.run_id}"):
+        st.fragment(_live_view, run_every=refresh_s)(str(r.path), refresh_s)
+for r in ended[:MAX_ENDED_SHOWN]:
+    with st.container(border=True, key=f"train_run_{r.run_id}"):
+        snap = _snap_of(r)
         _draw_run(snap, live=False)
         _actions(snap, live=False)
 
-# ---------------------------------------------------------------- earlier runs (from disk)
-known = {j.run_id for j in all_jobs}
-earlier = [r for r in runs.list_runs() if r.run_id not in known]
+# ---------------------------------------------------------------- earlier runs
+earlier = ended[MAX_ENDED_SHOWN:]
 if earlier:
-    with st.expander(f"Earlier runs on disk ({len(earlier)}): resume, download or delete", expanded=False):
+    with st.expander(f"Earlier runs ({len(earlier)}): resume, download or delete", expanded=False):
         pick = st.selectbox("Run", [r.run_id for r in earlier], key="train_earlier",
                             format_func=lambda rid: next(f"{r.run_id} · {r.status} · {r.finished_epochs} epochs"
                                                          for r in earlier if r.run_id == rid))
         run = next(r for r in earlier if r.run_id == pick)
-        snap = {"run_id": run.run_id, "run_dir": str(run.path), "status": run.status, "config": run.config,
-                "steps": run.steps, "epochs": run.epochs,
-                "progress": (run.finished_epochs / max(1, int(run.config.get("epochs", 1)))),
-                "error": run.final.get("message") if run.status in ("error", "diverged") else None,
-                "advice": run.final.get("advice"), "device": run.start.get("device", ""), "memory": ""}
+        snap = _snap_of(run)
         _draw_run(snap, live=False)
         _actions(snap, live=False)
         with st.popover("Config (JSON)"):

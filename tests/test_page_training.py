@@ -1,27 +1,33 @@
-"""AppTest of pages/training.py: nothing starts before Start, bad input is one line, a tiny run
-streams to the end with its charts, a second run stops from its Stop button."""
+"""AppTest of pages/training.py. Runs are processes that the page reads from their directories:
+
+- Start queues a run that trains in its own process and streams to the end; with one slot a second
+  run waits in the queue with its position and can be cancelled; Stop ends a run with a checkpoint;
+- an interrupted run (its process killed) says why, shows its log and resumes from its checkpoint;
+- live views are checked on run directories written by the test (a live "trainer" is a sleeping
+  process): the status follows every line, the charts hold their data between chart redraws.
+
+Each test has its own runs folder; every process a test started is killed when it ends. Waits are
+for conditions on the run directories, never fixed sleeps.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.train import jobs, runs
-from ui import live
+from cnnviz.train import TrainConfig, fit, runqueue, runs
 
 from .pagetest import open_page, page_path
+from .runtools import append, fake_run, runs_root, sleeper, wait_for  # noqa: F401  (fixture)
 
 PAGE = page_path("training")
 
 
 @pytest.fixture(autouse=True)
-def _own_runs_dir(monkeypatch, tmp_path):
-    """Each test sees only its own runs on disk (other test files leave runs, some ended in error
-    on purpose). Jobs of this process still show: the registry is process-wide by design."""
-    monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path / "runs"))
+def _own_runs(runs_root):  # noqa: F811
+    return runs_root
 
 
 def _page() -> AppTest:
@@ -37,18 +43,17 @@ def _tiny(at: AppTest, **kw) -> None:
 
 
 def _not_started(at: AppTest) -> list[str]:
-    """The form's own errors (other boxes belong to earlier jobs of this test process)."""
     return [e.value for e in at.error if "Not started" in e.value]
 
 
-def _start(at: AppTest) -> str:
-    before = {j.run_id for j in jobs.list_jobs()}
+def _start(at: AppTest) -> Path:
+    before = {d.name for d in runqueue.run_dirs()}
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
-    assert not [e.value for e in at.error if "Not started" in e.value]
-    new = [j for j in jobs.list_jobs() if j.run_id not in before]
-    assert len(new) == 1, "Start should start exactly one run"
-    return new[0].run_id
+    assert not _not_started(at)
+    new = [d for d in runqueue.run_dirs() if d.name not in before]
+    assert len(new) == 1, "Start should queue exactly one run"
+    return new[0]
 
 
 def _header(at: AppTest, rid: str) -> str:
@@ -56,180 +61,161 @@ def _header(at: AppTest, rid: str) -> str:
     return heads[0] if heads else ""
 
 
-def _poll(at: AppTest, rid: str, until: str, timeout: float = 120) -> str:
-    deadline = time.time() + timeout
-    head = ""
-    while time.time() < deadline:
-        at.run()
-        assert not at.exception, at.exception
-        head = _header(at, rid)
-        if until in head:
-            return head
-        time.sleep(0.3)
-    pytest.fail(f"run {rid} never reached {until!r}; last header {head!r}")
+def _status(d: Path) -> str:
+    return runs.load_run(d).status
 
 
-def test_page_renders_the_form_and_trains_nothing():
-    n_jobs = len(jobs.list_jobs())
-    n_runs = len(runs.list_runs())
+def test_page_renders_the_form_and_trains_nothing(runs_root):  # noqa: F811
     at = _page()
     assert at.button(key="train_start") is not None
     assert "lenet5 (LeNet)" in at.selectbox(key="train_model").options
     assert "shapes" in at.selectbox(key="train_dataset").options
     assert "auto" in at.selectbox(key="train_device").options
-    assert len(jobs.list_jobs()) == n_jobs and len(runs.list_runs()) == n_runs
-
-
-def test_a_run_on_the_builtin_digits_with_the_digit_safe_preset_trains():
-    at = _page()
-    assert "digits" in at.selectbox(key="train_dataset").options
-    assert {"tutorial-mnist", "digit-safe"} <= set(at.selectbox(key="train_augment").options)
-    _tiny(at, train_dataset="digits", train_augment="digit-safe")
-    rid = _start(at)
-    head = _poll(at, rid, "finished")
-    assert "digits" in rid or "digits" in head
-    cfg = runs.load_run(runs.runs_root() / rid).config
-    assert cfg["dataset"] == "digits" and cfg["augment"] == "digit-safe"
+    for key in ("train_sweep_lr", "train_sweep_batch", "train_sweep_optimizer", "train_sweep_augment",
+                "train_sweep_model"):
+        assert at.multiselect(key=key).value == []
+    assert runqueue.run_dirs() == [] and runqueue.entries() == []
+    assert any("No run yet" in i.value for i in at.info)
 
 
 def test_models_offered_fit_small_inputs():
-    from cnnviz import models
-
-    at = _page()
-    offered = at.selectbox(key="train_model").options
-    names = [o.split(" (")[0] for o in offered]
+    opts = _page().selectbox(key="train_model").options
+    names = [o.split(" (")[0] for o in opts]
     assert {"lenet5", "resnet_small", "resnet18_cifar"} <= set(names)
-    assert all(models.info(n).input_size <= 64 for n in names)
+    assert "resnet50" not in names and "vgg16" not in names
 
 
 def test_bad_input_is_one_line_and_starts_nothing():
     at = _page()
     _tiny(at, train_dataset="folder or zip (path below)", train_path="/no/such/folder")
-    n = len(jobs.list_jobs())
     at.button(key="train_start").click().run()
     assert not at.exception
-    said = _not_started(at)
-    assert len(said) == 1 and "/no/such/folder" in said[0]
-    assert len(jobs.list_jobs()) == n
-    # an empty path is explained too
-    _tiny(at, train_dataset="folder or zip (path below)", train_path="")
-    at.button(key="train_start").click().run()
-    said = _not_started(at)
-    assert len(said) == 1 and "path" in said[0].lower()
+    errs = _not_started(at)
+    assert len(errs) == 1 and "does not exist" in errs[0] and "\n" not in errs[0]
+    assert runqueue.run_dirs() == []
 
 
 def test_studio_pipeline_is_offered_when_the_studio_set_one():
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["augment_pipeline_json"] = '{"steps": []}'
-    at.run()
+    at = open_page(PAGE, timeout=60, state={"augment_pipeline_json": '{"steps": []}'})
     assert "studio pipeline" in at.selectbox(key="train_augment").options
-
-
-def test_tiny_run_streams_to_finished_with_charts():
-    at = _page()
-    _tiny(at)
-    rid = _start(at)
-    head = _poll(at, rid, "finished")
-    assert "finished" in head
-    keys = {c.proto.id for c in at.get("plotly_chart")}
-    assert len(at.get("plotly_chart")) >= 3, keys
-    caps = " ".join(c.value for c in at.caption)
-    assert "epoch 1: train" in caps  # the accuracy caption quotes the finished epoch
-    snap = jobs.get_job(rid).snapshot()
-    assert snap["status"] == "finished" and len(snap["epochs"]) == 1
-    # ended runs offer resume, delete and the downloads
-    assert at.button(key=f"train_delete_{rid}") is not None
-    # delete asks first, then removes the run directory
-    at.button(key=f"train_delete_{rid}").click().run()
-    assert any("can't be undone" in w.value for w in at.warning)
-    assert Path(snap["run_dir"]).is_dir()
-    at.button(key=f"train_delete_yes_{rid}").click().run()
-    assert not at.exception
-    assert not Path(snap["run_dir"]).exists()
-    assert _header(at, rid) == ""
-
-
-def test_second_run_stops_from_its_button_in_a_refreshed_page():
-    at = _page()
-    _tiny(at, train_epochs=200, train_limit_train=1024)
-    rid = _start(at)
-    _poll(at, rid, "running")
-    # a refreshed page (a new session) reattaches to the live run and can stop it
-    fresh = _page()
-    assert "running" in _header(fresh, rid)
-    fresh.button(key=f"train_stop_{rid}").click().run()
-    assert not fresh.exception
-    head = _poll(at, rid, "stopped", timeout=60)
-    assert "stopped" in head
-    run = runs.load_run(jobs.get_job(rid).run_dir)
-    assert run.status == "stopped" and run.last_checkpoint is not None
-    # resume is offered for a stopped run
-    assert any(b.key == f"train_resume_{rid}" for b in at.button)
 
 
 def test_missing_dataset_is_said_before_starting(monkeypatch, tmp_path):
     monkeypatch.setenv("CNNVIZ_DATA", str(tmp_path / "empty-data"))
-    monkeypatch.setenv("CNNVIZ_CACHE", str(tmp_path / "empty-cache"))
     at = _page()
     _tiny(at, train_dataset="cifar10")
-    n = len(jobs.list_jobs())
     at.button(key="train_start").click().run()
     assert not at.exception
-    said = _not_started(at)
-    assert len(said) == 1 and "cifar10" in said[0]
-    assert len(jobs.list_jobs()) == n
+    errs = _not_started(at)
+    assert len(errs) == 1 and "cifar10" in errs[0].lower()
+    assert runqueue.run_dirs() == []
 
 
-def test_diverged_run_shows_the_message_and_advice(monkeypatch):
-    """A batch made NaN on purpose (as the engine's own test does) ends 'diverged'; the page says why."""
-
-    from cnnviz.train import engine
-
-    class Poison(engine.Normalizer):
-        def from_uint8(self, x):
-            return super().from_uint8(x) * float("nan")
-
-    monkeypatch.setattr(engine, "Normalizer", Poison)
+def test_start_runs_a_process_that_streams_to_finished_with_charts():
     at = _page()
     _tiny(at)
-    rid = _start(at)
-    head = _poll(at, rid, "diverged")
-    assert "diverged" in head
-    errors = [e.value for e in at.error]
-    assert any("loss became" in e.lower() and "step" in e for e in errors), errors
+    d = _start(at)
+    assert (d / runs.LAUNCHER_FILE).is_file()  # its own process, not a thread of this one
+    assert runs.read_pid(d, runs.LAUNCHER_FILE)[0] != __import__("os").getpid()
+    wait_for(lambda: _status(d) == "finished", "the run to finish")
+    at.run()
+    assert not at.exception
+    assert "finished" in _header(at, d.name)
+    assert len(at.get("plotly_chart")) == 3  # loss, accuracy, lr + throughput
+    caps = [c.value for c in at.caption if "steps logged" in c.value]
+    assert caps and "6 steps logged" in caps[0]  # 192 images / 32 per batch
+    assert "started: " in (d / runs.LOG_FILE).read_text()
+
+
+def test_one_slot_queues_the_second_run_which_can_be_cancelled_and_stop_ends_the_first():
+    at = _page()
+    _tiny(at, train_epochs=400, train_limit_train=128)
+    first = _start(at)
+    second = _start(at)
+    wait_for(lambda: _status(first) == "running", "the first run to train")
+    at.run()
+    assert not at.exception
+    assert "queued" in _header(at, second.name) and "running" in _header(at, first.name)
+    waiting = [p.proto.text for p in at.get("progress") if "Waiting in the queue" in p.proto.text]
+    assert waiting and "position 1" in waiting[0]
+    at.button(key=f"train_cancel_{second.name}").click().run()
+    assert not at.exception and not second.exists() and runqueue.entries() == []
+    at.button(key=f"train_stop_{first.name}").click().run()
+    assert not at.exception
+    wait_for(lambda: _status(first) == "stopped", "the first run to stop")
+    at.run()
+    assert "stopped" in _header(at, first.name)
+    assert at.button(key=f"train_delete_{first.name}") is not None
+
+
+def test_an_interrupted_run_says_why_shows_its_log_and_resumes(runs_root):  # noqa: F811
+    d = runs_root / "20261130-120000-lenet5-shapes-dead"
+    cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu", limit_train=96,
+                      limit_test=32)
+    gen = fit(cfg, run_dir=d)
+    for ev in gen:  # train until the first epoch's checkpoint, then the "process" dies
+        if ev.kind == "checkpoint":
+            break
+    gen.close()
+    gone = sleeper()
+    gone.kill()
+    gone.wait()
+    (d / runs.PID_FILE).write_text(f"{gone.pid} {runs.process_start_time(__import__('os').getpid())}")
+    (d / runs.LOG_FILE).write_text("epoch 1: ...\nKilled\n")
+    at = _page()
+    assert "interrupted" in _header(at, d.name)
+    warn = [w.value for w in at.warning if w.value.startswith("Interrupted")]
+    assert warn and f"pid {gone.pid}" in warn[0] and "without writing a final line" in warn[0]
+    assert any("Killed" in c.value for c in at.code)
+    at.button(key=f"train_resume_{d.name}").click().run()
+    assert not at.exception
+    wait_for(lambda: _status(d) == "finished", "the resumed run to finish")
+    info = runs.load_run(d)
+    assert [e["epoch"] for e in info.epochs] == [1, 2]
+
+
+def test_a_diverged_run_shows_the_message_and_advice(runs_root):  # noqa: F811
+    d = fake_run(runs_root, "20261130-120000-lenet5-shapes-nan0", [
+        {"kind": "start", "device": "CPU"}, {"kind": "step", "step": 1, "epoch": 1, "loss": 2.3, "progress": 0.1},
+        {"kind": "done", "status": "diverged", "message": "The loss became nan at step 3 (epoch 1).",
+         "advice": "The loss became NaN/inf: lower the learning rate (now 0.001; try 0.0001)."}])
+    at = _page()
+    assert "diverged" in _header(at, d.name)
+    assert any("loss became" in e.value and "step" in e.value for e in at.error)
     assert any("learning rate" in i.value for i in at.info)
 
 
-def _loss_captions(at: AppTest) -> list[str]:
-    """The loss charts' captions on the page (other runs of this test process are listed too)."""
+def _loss_captions(at: AppTest, rid: str) -> list[str]:
     return [c.value for c in at.caption if "steps logged" in c.value]
 
 
-def test_live_charts_hold_their_data_between_chart_redraws_and_the_status_does_not():
-    """With a 30 s refresh the charts renew every few minutes: two runs of the page a second apart
-    show new status figures but the very same loss chart (so the browser need not redraw it); when
-    the run ends, the charts show all of it."""
-    at = _page()
-    assert at.segmented_control(key="train_refresh").value == live.DEFAULT_REFRESH
-    assert any(live.describe_refresh("auto") in c.value for c in at.caption)
-    at.segmented_control(key="train_refresh").set_value(30).run()
-    assert any(f"refresh every 30 s (charts every {live.chart_period(30):g} s)" in c.value for c in at.caption)
-    _tiny(at, train_epochs=3, train_batch=16, train_limit_train=0)  # 1,250 steps an epoch
-    rid = _start(at)
-    deadline = time.time() + 60
-    while time.time() < deadline and not jobs.get_job(rid).snapshot()["steps"]:
-        time.sleep(0.2)
-    at.run()
-    held = len(at.session_state["train_chart_holds"][rid].steps)
-    assert held and any(f" {held} steps logged" in c for c in _loss_captions(at)), _loss_captions(at)
-    time.sleep(1.5)
-    at.run()
-    now = len(jobs.get_job(rid).snapshot()["steps"])
-    assert now > held  # the run moved on...
-    assert len(at.session_state["train_chart_holds"][rid].steps) == held  # ...and its charts did not
-    assert any(f" {held} steps logged" in c for c in _loss_captions(at))
-    assert not any(f" {now} steps logged" in c for c in _loss_captions(at))
-    at.button(key=f"train_stop_{rid}").click().run()
-    _poll(at, rid, "stopped", timeout=60)
-    n = len(jobs.get_job(rid).snapshot()["steps"])
-    assert any(f" {n} steps logged" in c for c in _loss_captions(at))  # the ended run's charts show all of it
+def test_live_view_follows_every_line_and_charts_hold_between_redraws(runs_root):  # noqa: F811
+    trainer = sleeper()
+    try:
+        d = fake_run(runs_root, "20261130-120000-lenet5-shapes-live",
+                     [{"kind": "start", "device": "CPU", "device_type": "cpu"}] +
+                     [{"kind": "step", "step": i, "epoch": 1, "loss": 2.3 - i / 100, "lr": 1e-3, "progress": i / 100,
+                       "images_per_s": 1000.0, "elapsed_s": float(i)} for i in range(1, 6)],
+                     config=TrainConfig(epochs=1, device="cpu").to_dict(), pid=trainer)
+        # refresh every 30 s: the charts renew every 90 s, far longer than this test's reruns take
+        at = open_page(PAGE, timeout=60, state={"train_refresh": 30})
+        assert "running" in _header(at, d.name)
+        assert any("5 steps logged" in c for c in _loss_captions(at, d.name))
+        assert any(m.label == "Loss (last step)" and m.value == "2.250" for m in at.metric)
+        append(d, [{"kind": "step", "step": i, "epoch": 1, "loss": 2.3 - i / 100, "lr": 1e-3, "progress": i / 100,
+                    "images_per_s": 1000.0, "elapsed_s": float(i)} for i in range(6, 21)])
+        at.run()
+        assert not at.exception
+        assert any(m.label == "Loss (last step)" and m.value == "2.100" for m in at.metric)  # the status moved
+        assert any("5 steps logged" in c for c in _loss_captions(at, d.name))             # the charts held
+        assert not any("20 steps logged" in c for c in _loss_captions(at, d.name))
+        append(d, [{"kind": "epoch", "epoch": 1, "train_loss": 2.2, "train_acc": 0.2, "test_loss": 2.1,
+                    "test_acc": 0.25, "progress": 1.0}, {"kind": "done", "status": "finished"}])
+        trainer.kill()
+        trainer.wait()
+        at.run()
+        assert not at.exception
+        assert "finished" in _header(at, d.name)
+        assert any("20 steps logged" in c for c in _loss_captions(at, d.name))  # the ended run shows it all
+    finally:
+        trainer.kill()

@@ -19,6 +19,8 @@ import pytest
 
 from cnnviz.train import TrainConfig, runqueue, runs, sweeps
 
+from .runtools import runs_root, wait_for  # noqa: F401  (fixture)
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 TINY = dict(model="lenet5", dataset="shapes", epochs=1, batch_size=64, device="cpu", limit_train=256,
@@ -26,30 +28,8 @@ TINY = dict(model="lenet5", dataset="shapes", epochs=1, batch_size=64, device="c
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    """A runs root of this test's own, with one run at a time; every process it started ends with it."""
-    r = tmp_path / "runs"
-    r.mkdir()
-    monkeypatch.setenv("CNNVIZ_RUNS", str(r))
-    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
-    yield r
-    for d in r.iterdir():  # nothing a test started outlives it
-        (d / ".queue").exists()
-        for name in (runs.PID_FILE, runs.LAUNCHER_FILE):
-            rec = runs.read_pid(d, name) if d.is_dir() else None
-            if rec and runs.process_alive(*rec):
-                os.killpg(rec[0], signal.SIGKILL) if name == runs.LAUNCHER_FILE else os.kill(rec[0], signal.SIGKILL)
-
-
-def wait_for(cond, what: str, timeout: float = 240.0, every: float = 0.2):
-    """Poll `cond()` until it is truthy (returns its value) or fail after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+def root(runs_root):
+    return runs_root
 
 
 def status(d: Path) -> str:

@@ -171,6 +171,15 @@ def cancel(run_dir: Path) -> bool:
     return True
 
 
+def run_dirs(root: Path | None = None) -> list[Path]:
+    """The run directories under `root` (default runs_root()), in no particular order."""
+    root = Path(root) if root is not None else runs.runs_root()
+    if not root.is_dir():
+        return []
+    return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
+            and ((d / runs.CONFIG_FILE).is_file() or (d / runs.METRICS_FILE).is_file())]
+
+
 def active(root: Path | None = None) -> list[Path]:
     """Run directories of `root` training now (any process: queued ones started, CLIs, the app)."""
     root = Path(root) if root is not None else runs.runs_root()

@@ -1,0 +1,81 @@
+"""Shared helpers for tests that start run processes: a runs root of the test's own (every process it
+started is killed when the test ends), waiting for a condition on run directories, fake runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnviz.train import TrainConfig, runs
+
+
+def kill_runs_under(root: Path) -> None:
+    """SIGKILL every live process recorded in a run directory under `root` (its whole session)."""
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        if not d.is_dir():
+            continue
+        for name in (runs.LAUNCHER_FILE, runs.PID_FILE):
+            rec = runs.read_pid(d, name)
+            if rec and rec[0] != os.getpid() and runs.process_alive(*rec):
+                try:
+                    if name == runs.LAUNCHER_FILE:
+                        os.killpg(rec[0], signal.SIGKILL)  # launched in a session of its own: all of it
+                    else:
+                        os.kill(rec[0], signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch):
+    """A runs root of this test's own, one run at a time; every process it started ends with it."""
+    r = tmp_path / "runs"
+    r.mkdir()
+    monkeypatch.setenv("CNNVIZ_RUNS", str(r))
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
+    yield r
+    kill_runs_under(r)
+
+
+def wait_for(cond, what: str, timeout: float = 240.0, every: float = 0.2):
+    """Poll `cond()` until it is truthy (returns its value), or fail after `timeout` seconds. The cap is
+    for a machine that is much slower than expected: the test waits for a condition, never a time."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def sleeper() -> subprocess.Popen:
+    """A live process to stand for a run's trainer (kill it to make the run 'interrupted')."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+
+def fake_run(root: Path, name: str, lines: list[dict], config: dict | None = None,
+             pid: subprocess.Popen | None = None) -> Path:
+    """A run directory as a run process leaves it: config.json, metrics.jsonl, the pid file of `pid`."""
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / runs.CONFIG_FILE).write_text(json.dumps(config or TrainConfig(epochs=2, device="cpu").to_dict()))
+    append(d, lines)
+    if pid is not None:
+        (d / runs.PID_FILE).write_text(f"{pid.pid} {runs.process_start_time(pid.pid)}")
+    return d
+
+
+def append(run_dir: Path, lines: list[dict]) -> None:
+    with open(run_dir / runs.METRICS_FILE, "a") as f:
+        for x in lines:
+            f.write(json.dumps({"t": time.time(), **x}) + "\n")
