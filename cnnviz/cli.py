@@ -191,7 +191,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         return 2
     if args.queue:
         return _queue_run(args, cfg)
-    if (args.nproc or 1) > 1 and not launched_by_torchrun():
+    if args.nproc is not None and not launched_by_torchrun():  # --nproc 1 too: one DDP rank (NCCL on CUDA)
         try:
             return _launch_torchrun(args, cfg, argv if argv is not None else sys.argv[1:])
         finally:

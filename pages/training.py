@@ -238,14 +238,15 @@ def _sweep_grid() -> dict[str, list]:
 
 def _submit(cfg: TrainConfig) -> None:
     """Queue one run, or the sweep's grid; a toast says where it stands."""
-    nproc = int(st.session_state.get("train_nproc") or 1) if N_GPUS > 1 else None
+    n = int(st.session_state.get("train_nproc") or 1) if N_GPUS > 1 else 1
+    nproc = n if n > 1 else None  # one process: no torchrun
     grid = _sweep_grid()
     if grid:
         sweep_id, dirs = sweeps.submit_grid(grid, base=cfg.to_dict(), nproc=nproc)
         st.session_state["train_last_started"] = dirs[0].name
         st.toast(f"Sweep {sweep_id}: {len(dirs)} runs queued", icon=":material/grid_view:")
         return
-    run_dir = runqueue.submit(cfg, nproc=nproc if nproc and nproc > 1 else None)
+    run_dir = runqueue.submit(cfg, nproc=nproc)
     st.session_state["train_last_started"] = run_dir.name
     pos = runqueue.position(run_dir)
     st.toast(f"Run {run_dir.name} " + (f"queued (position {pos})" if pos else "started"),

@@ -219,3 +219,21 @@ def test_live_view_follows_every_line_and_charts_hold_between_redraws(runs_root)
         assert any("20 steps logged" in c for c in _loss_captions(at, d.name))  # the ended run shows it all
     finally:
         trainer.kill()
+
+
+def test_sweep_boxes_queue_a_grid_that_shares_a_sweep_id(monkeypatch):
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
+    at = _page()
+    _tiny(at, train_epochs=1, train_sweep_lr=[1e-3, 1e-2], train_sweep_batch=[32, 64])
+    before = set(runqueue.run_dirs())
+    at.button(key="train_start").click().run()
+    assert not at.exception and not _not_started(at)
+    new = [d for d in runqueue.run_dirs() if d not in before]
+    assert len(new) == 4
+    records = [runqueue.sweep_of(d) for d in new]
+    assert len({r["sweep_id"] for r in records}) == 1
+    assert sorted((r["params"]["lr"], r["params"]["batch_size"]) for r in records) == [
+        (1e-3, 32), (1e-3, 64), (1e-2, 32), (1e-2, 64)]
+    assert len(runqueue.entries()) == 3  # one slot: the first runs, three wait
+    for d in new:  # nothing left to run after the test
+        runqueue.cancel(d)

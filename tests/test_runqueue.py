@@ -202,3 +202,8 @@ def test_a_sweep_of_four_runs_completes_with_its_table(root, monkeypatch):
                                                                               (1e-2, 64)}
     assert rows[0]["best"] and not any(r["best"] for r in rows[1:])
     assert rows[0]["test_acc"] == max(r["test_acc"] for r in rows)
+    from .pagetest import open_page  # the Runs page draws the comparison of these very runs
+
+    at = open_page("runs", clean=True)
+    assert at.selectbox(key="runs_sweep").value == sweep_id
+    assert [c for c in at.get("plotly_chart") if "parcoords" in c.proto.spec]

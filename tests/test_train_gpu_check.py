@@ -48,3 +48,23 @@ def test_speedrun_preset_validates():
     pytest.importorskip("cnnviz.augment")
     preset_config("speedrun").validate()
     preset_config("tutorial").validate()
+
+
+@pytest.mark.slow
+def test_live_path_check_runs_on_cpu(tmp_path, monkeypatch):
+    """bench/gpu_live.py (part of gpu_check.sh): a queued run process watched through RunWatch, then stopped."""
+    from tests.runtools import kill_runs_under
+
+    spec = importlib.util.spec_from_file_location("gpu_live", ROOT / "bench" / "gpu_live.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
+    monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path))  # restored after the test (main() sets it)
+    monkeypatch.setattr(mod.tempfile, "mkdtemp", lambda prefix="": str(tmp_path))
+    try:
+        out = mod.main(["--device", "cpu", "--seconds", "3", "--model", "lenet5", "--out", str(tmp_path / "l.json")])
+    finally:
+        kill_runs_under(tmp_path)
+    assert out["final_status"] == "stopped", out
+    assert out["snapshots"] and all(s["device"].startswith("CPU") for s in out["snapshots"])
+    assert any(s["memory"] for s in out["snapshots"]) and any(s["images_per_s"] for s in out["snapshots"])

@@ -43,13 +43,11 @@ class Dist:
 
     @classmethod
     def from_env(cls, device_type: str) -> "Dist":
-        """Join torchrun's process group when launched by it (and WORLD_SIZE > 1), else a single process."""
+        """Join torchrun's process group when launched by it (any WORLD_SIZE), else a single process."""
         if not launched_by_torchrun():
             return cls()
         rank, world, local = (int(os.environ[k]) for k in ENV_KEYS)
-        if world <= 1:
-            return cls(rank=0, world=1, local_rank=local)
-        import torch.distributed as tdist
+        import torch.distributed as tdist  # (under torchrun even 1 rank takes the DDP path: --nproc 1)
 
         if not tdist.is_initialized():
             backend = "nccl" if device_type == "cuda" else "gloo"

@@ -226,7 +226,7 @@ def launch(run_dir: Path, *, resume: bool = False, nproc: int | None = None,
     argv = [sys.executable, "-m", "cnnviz", "train", "--no-progress"]
     argv += ["--resume", str(run_dir)] if resume else ["--config", str(run_dir / runs.CONFIG_FILE),
                                                        "--run-dir", str(run_dir)]
-    if nproc and nproc > 1:
+    if nproc:
         argv += ["--nproc", str(nproc)]
     env = {**os.environ, "CNNVIZ_RUNS": str(root),
            "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
