@@ -153,7 +153,7 @@ dev_opts = ["auto"] + available_devices()
 if st.session_state["train_device"] not in dev_opts:
     st.session_state["train_device"] = "auto"
 
-any_live = any(j.is_alive() for j in jobs.list_jobs())
+any_live = any(j.is_alive() for j in jobs.list_jobs(runs.runs_root()))
 with st.expander("New run", expanded=not any_live, icon=":material/add_circle:"):
     presets_here = ["custom"] + [p for p in PRESETS if PRESETS[p].get("model", "lenet5") in models_ok]
     st.selectbox("Start from", presets_here, key="train_preset", on_change=_apply_preset,
@@ -390,7 +390,8 @@ def _live_view(run_id: str, refresh_s: int) -> None:
 # ---------------------------------------------------------------- runs of this server process
 st.divider()
 st.subheader("Runs on this server")
-all_jobs = [j for j in jobs.list_jobs() if Path(j.run_dir).is_dir()]
+# the jobs of this process whose runs lie in the runs folder (the one the Runs page lists)
+all_jobs = [j for j in jobs.list_jobs(runs.runs_root()) if Path(j.run_dir).is_dir()]
 live_jobs = [j for j in all_jobs if j.is_alive()]
 ended = [j for j in all_jobs if not j.is_alive()][:MAX_ENDED_SHOWN]
 if not all_jobs:
