@@ -1,8 +1,8 @@
-"""Background jobs: two at once, stop, snapshots, reattach through the registry."""
+"""Background jobs: two at once, stop, snapshots, reattach through the registry, step gates,
+stop_all and forget. A test that looks at a running job holds it at a StepGate, so what it sees
+does not depend on the machine's speed; waits for an end have long caps, never a measure."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -16,7 +16,7 @@ def tiny(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-def wait(job, timeout=120):
+def wait(job, timeout=300):
     job.join(timeout)
     assert not job.is_alive(), "job did not end in time"
     return job.snapshot()
@@ -37,21 +37,68 @@ def test_two_jobs_at_once_both_finish(tmp_path):
 
 
 def test_snapshot_while_running_and_stop(tmp_path):
-    job = jobs.start_job(tiny(epochs=50, limit_train=1024), runs_root=tmp_path)
-    deadline = time.time() + 60
+    gate = jobs.StepGate(3)
+    job = jobs.start_job(tiny(epochs=50, limit_train=1024), runs_root=tmp_path, gate=gate)
+    assert gate.wait_held() == 3
     snap = job.snapshot()
-    while time.time() < deadline and len(snap["steps"]) < 3:
-        time.sleep(0.05)
-        snap = job.snapshot()
-    assert snap["status"] == "running" and 0 < snap["progress"] < 1
+    assert len(snap["steps"]) == 3
+    assert snap["status"] == "running" and 0 < snap["progress"] < 1 and snap["alive"]
     assert snap["eta_s"] is None or snap["eta_s"] > 0
     assert "MiB" in snap["memory"]
     snap["steps"].append({"mutated": True})  # a copy: the job's own list is untouched
     assert {"mutated": True} not in job.snapshot()["steps"]
-    job.stop()
-    final = wait(job, 30)
-    assert final["status"] == "stopped"
+    job.stop()  # a held job is let go to stop
+    final = wait(job)
+    assert final["status"] == "stopped" and len(final["steps"]) == 3
     assert runs.load_run(job.run_dir).last_checkpoint is not None
+
+
+def test_a_gate_lets_a_job_log_only_the_steps_allowed(tmp_path):
+    gate = jobs.StepGate()
+    job = jobs.start_job(tiny(), runs_root=tmp_path, gate=gate)  # 8 steps in all
+    assert gate.wait_held() == 0  # held after its start, before any step
+    assert job.snapshot()["status"] == "running" and job.snapshot()["steps"] == []
+    gate.allow(2)
+    assert gate.wait_held() == 2 and [s["step"] for s in job.snapshot()["steps"]] == [1, 2]
+    assert job.is_alive()
+    with pytest.raises(ValueError, match="one gate per job"):
+        jobs.start_job(tiny(), runs_root=tmp_path, gate=gate)
+    gate.open()
+    snap = wait(job)
+    assert snap["status"] == "finished" and len(snap["steps"]) == 8 and gate.logged == 8
+    with pytest.raises(RuntimeError, match="ended"):
+        gate.wait_held(timeout=1)
+
+
+def test_a_gate_never_holds_a_job_that_ends_in_an_error(tmp_path):
+    gate = jobs.StepGate()
+    job = jobs.start_job(tiny(dataset="mnist-that-does-not-exist"), runs_root=tmp_path, gate=gate)
+    with pytest.raises(RuntimeError, match="ended after 0 logged steps"):
+        gate.wait_held()
+    assert wait(job)["status"] == "error"
+
+
+def test_stop_all_ends_every_job_and_forget_drops_the_ended_ones(tmp_path):
+    gates = [jobs.StepGate(1), jobs.StepGate(2)]
+    a, b = (jobs.start_job(tiny(epochs=50, seed=i), runs_root=tmp_path, gate=g) for i, g in enumerate(gates))
+    assert [g.wait_held() for g in gates] == [1, 2]
+    assert jobs.forget() == [] and set(jobs.list_jobs()) == {a, b}  # running jobs are never dropped
+    assert jobs.stop_all(timeout=300) == []
+    assert not a.is_alive() and not b.is_alive()
+    assert a.snapshot()["status"] == b.snapshot()["status"] == "stopped"
+    assert set(jobs.forget([a.run_id])) == {a.run_id}
+    assert jobs.get_job(a.run_id) is None and jobs.get_job(b.run_id) is b
+    assert b.run_id in jobs.forget()
+    assert jobs.get_job(b.run_id) is None and not {a, b} & set(jobs.list_jobs())
+    assert (tmp_path / a.run_id).is_dir() and runs.load_run(tmp_path / b.run_id).status == "stopped"  # files stay
+
+
+def test_list_jobs_of_one_runs_folder(tmp_path):
+    a = jobs.start_job(tiny(), runs_root=tmp_path / "one")
+    b = jobs.start_job(tiny(seed=1), runs_root=tmp_path / "two")
+    wait(a), wait(b)
+    assert a in jobs.list_jobs(tmp_path / "one") and b not in jobs.list_jobs(tmp_path / "one")
+    assert jobs.list_jobs(tmp_path / "two") == [b] and {a, b} <= set(jobs.list_jobs())
 
 
 def test_resume_job_keeps_earlier_curves(tmp_path):

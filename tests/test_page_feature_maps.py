@@ -278,25 +278,24 @@ SHAPE_CLASSES = {"circle", "square", "triangle", "star", "cross", "ring", "diamo
 
 
 @pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
+def _shapes_run_module(tmp_path_factory):
     """A tiny finished LeNet5 run on `shapes` in its own runs folder."""
-    import os
-
     from cnnviz.train import jobs
     from cnnviz.train import TrainConfig
 
     root = tmp_path_factory.mktemp("fm-runs")
-    old = os.environ.get("CNNVIZ_RUNS")
-    os.environ["CNNVIZ_RUNS"] = str(root)
     job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                     limit_train=256, limit_test=64))
-    job.join(180)
+                                     limit_train=256, limit_test=64), runs_root=root)
+    job.join(300)
     assert job.snapshot()["status"] == "finished"
-    yield Path(job.run_dir)
-    if old is None:
-        os.environ.pop("CNNVIZ_RUNS", None)
-    else:
-        os.environ["CNNVIZ_RUNS"] = old
+    return Path(job.run_dir)
+
+
+@pytest.fixture
+def shapes_run(_shapes_run_module, monkeypatch) -> Path:
+    """That run, in the runs folder of this test ($CNNVIZ_RUNS)."""
+    monkeypatch.setenv("CNNVIZ_RUNS", str(_shapes_run_module.parent))
+    return _shapes_run_module
 
 
 def _top5_classes(at: AppTest) -> set[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +17,24 @@ PAGE = page_path("runs")
 
 
 @pytest.fixture(scope="module")
-def runs_dir(tmp_path_factory):
+def _made_runs(tmp_path_factory):
     """Its own runs folder with two finished tiny runs (LeNet5 on shapes, 2 epochs each)."""
     root = tmp_path_factory.mktemp("runs-page")
-    old = os.environ.get("CNNVIZ_RUNS")
-    os.environ["CNNVIZ_RUNS"] = str(root)
     made = []
     for seed in (0, 1):
         job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                         seed=seed, limit_train=256, limit_test=120))
-        job.join(180)
+                                         seed=seed, limit_train=256, limit_test=120), runs_root=root)
+        job.join(300)
         assert job.snapshot()["status"] == "finished"
         made.append(job.run_id)
-    yield root, made
-    if old is None:
-        os.environ.pop("CNNVIZ_RUNS", None)
-    else:
-        os.environ["CNNVIZ_RUNS"] = old
+    return root, made
+
+
+@pytest.fixture
+def runs_dir(_made_runs, monkeypatch):
+    """The two runs, in the runs folder of this test ($CNNVIZ_RUNS)."""
+    monkeypatch.setenv("CNNVIZ_RUNS", str(_made_runs[0]))
+    return _made_runs
 
 
 def _page() -> AppTest:

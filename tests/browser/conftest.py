@@ -36,10 +36,16 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url(artifacts) -> str:
+def app_runs(tmp_path_factory) -> Path:
+    """The app server's runs folder (its $CNNVIZ_RUNS); each test's own runs folder is another."""
+    return tmp_path_factory.mktemp("app-runs")
+
+
+@pytest.fixture(scope="session")
+def app_url(artifacts, app_runs) -> str:
     """Base URL of a running app (`streamlit run app.py` on a free port, localhost)."""
     _require_browser()
-    with running_app(timeout=120) as url:
+    with running_app({"CNNVIZ_RUNS": str(app_runs)}, timeout=120) as url:
         yield url
 
 

@@ -82,7 +82,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts
             while_running.append(cap)
         time.sleep(0.25)
     assert _status(page, rid) == "finished", main_text(page)[-2000:]
-    page.wait_for_timeout(1500)
+    wait_idle(page)  # the rerun that draws the ended run's view
     steps = [int(m.group(1)) for m in (re.search(r"(\d+) steps logged", c) for c in while_running) if m]
     assert len(steps) >= 2 and steps[-1] > steps[0], f"the loss chart never changed while training: {while_running}"
     final = re.search(r"(\d+) steps logged", _loss_caption(page, rid))
@@ -124,13 +124,14 @@ def _select_value(page, key: str) -> str:
     return box.inner_text()
 
 
-def test_runs_page_cell_click_and_scrubber(app_page, app_url, artifacts):
+def test_runs_page_cell_click_and_scrubber(app_page, app_url, app_runs, artifacts):
     """A click on a confusion-matrix cell picks that (true, predicted) pair; the scrubber tab draws maps."""
-    from cnnviz.train import TrainConfig, fit
+    from cnnviz.train import TrainConfig, fit, runs
 
-    # a tiny finished run on disk (the server shares this process's CNNVIZ_RUNS)
+    # a tiny finished run on disk, in the server's runs folder
     events = list(fit(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=64, device="cpu",
-                                  limit_train=512, limit_test=200)))
+                                  limit_train=512, limit_test=200),
+                      run_dir=app_runs / runs.new_run_id("lenet5", "shapes")))
     assert events[-1].kind == "done" and events[-1].data["status"] == "finished"
     rid = events[0].data["run_id"]
     page = app_page
