@@ -69,14 +69,10 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"epoch-{epoch:04d}.safetensors"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All complete JSON-object lines of `path`; a torn or garbled line is skipped."""
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        return []
+def parse_lines(lines: list[bytes]) -> list[dict[str, Any]]:
+    """The JSON objects among `lines` (bytes, no newline); blank, torn or garbled lines are skipped."""
     out = []
-    for line in raw.split(b"\n"):
+    for line in lines:
         if not line.strip():
             continue
         try:
@@ -86,6 +82,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if isinstance(obj, dict):
             out.append(obj)
     return out
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """All complete JSON-object lines of `path`; a torn or garbled line is skipped."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        return []
+    return parse_lines(raw.split(b"\n"))
 
 
 @dataclass
@@ -214,12 +219,7 @@ def status_of(path: Path, tail_bytes: int = 8192) -> tuple[str, str]:
             raw = f.read()
     except OSError:
         raw, size = b"", 0
-    lines = []
-    for line in raw.split(b"\n")[1 if size > tail_bytes else 0:]:
-        with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
-            obj = json.loads(line) if line.strip() else None
-            if isinstance(obj, dict):
-                lines.append(obj)
+    lines = parse_lines(raw.split(b"\n")[1 if size > tail_bytes else 0:])  # (a tail starts mid-line)
     if raw and not lines:
         lines = [{}]  # something was written, just not a line this tail could read
     status, _, why = _status(path, lines)

@@ -49,17 +49,7 @@ class MetricsTail:
         self.offset += len(chunk)
         data = self._partial + chunk
         *complete, self._partial = data.split(b"\n")
-        out = []
-        for line in complete:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
+        return runs.parse_lines(complete)
 
 
 class RunWatch:
