@@ -157,3 +157,42 @@ def test_dataset_label_for_captions():
     assert dataset_label("zip:/tmp/x/pets.zip") == "pets.zip"
     assert dataset_label("folder:/data/mine/") == "mine"
     assert dataset_label("cifar10") == "cifar10"
+
+
+def test_a_full_disk_while_a_run_checkpoints_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """ENOSPC in the middle of writing the next checkpoint: the run ends in error, the last good
+    checkpoint still loads (and resumes), and no temporary file is left behind."""
+    import errno
+
+    from cnnviz.train import TrainConfig, fit, runs
+
+    cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=1, batch_size=32, device="cpu", limit_train=64,
+                      limit_test=32)
+    run_dir = tmp_path / "run"
+    assert list(fit(cfg, run_dir=run_dir))[-1].data["status"] == "finished"
+    good = (run_dir / runs.LAST_WEIGHTS).read_bytes()
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: FullDisk(real_fdopen(fd, mode, *a, **k)))
+    events = list(fit(TrainConfig(**{**cfg.to_dict(), "epochs": 2}), resume=run_dir))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert events[-1].kind == "error" and "No space left" in events[-1].data["message"]
+    assert (run_dir / runs.LAST_WEIGHTS).read_bytes() == good
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    ckpt = load_checkpoint(run_dir / runs.LAST_WEIGHTS)
+    assert ckpt.meta["epoch"] == 1
+    assert list(fit(TrainConfig(**{**cfg.to_dict(), "epochs": 2}), resume=run_dir))[-1].data["status"] == "finished"
