@@ -179,8 +179,7 @@ def sweep_figure(rows: Sequence[Mapping], params: Sequence[str], metric: str = "
     ys = [scale * float(r[metric]) for r in done]
     dims.append(dict(label=METRIC_LABELS.get(metric, metric), values=ys))
     best = max(range(len(done)), key=lambda i: ys[i]) if done else None
-    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=ys, colorscale="Viridis", showscale=True,
-                                                                 colorbar=dict(title=METRIC_LABELS.get(metric, metric)))))
+    fig = go.Figure(go.Parcoords(dimensions=dims, line=dict(color=ys, colorscale="Viridis", showscale=False)))
     title = "Settings against the final score"
     if best is not None:
         title += f": best {ys[best]:.2f} ({done[best].get('run_id', '')})"
