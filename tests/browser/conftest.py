@@ -62,10 +62,12 @@ def browser():
 
 
 @pytest.fixture
-def app_page(browser, app_url, artifacts, request):
+def app_page(browser, app_url, app_runs, artifacts, request):
     """A new browser tab (a new Streamlit session) on the home page, idle.
 
-    On failure a screenshot lands in test-artifacts/FAILED-<test>.png.
+    On failure a screenshot lands in test-artifacts/FAILED-<test>.png. Run processes the test
+    started from the app (each its own process) are killed when it ends, so no run of one test
+    holds the queue or the cores in the next.
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
@@ -78,6 +80,9 @@ def app_page(browser, app_url, artifacts, request):
         name = re.sub(r"[^\w.-]+", "_", request.node.name)
         page.screenshot(path=str(artifacts / f"FAILED-{name}.png"))
     context.close()
+    from ..runtools import kill_runs_under
+
+    kill_runs_under(app_runs)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

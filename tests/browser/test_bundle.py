@@ -16,11 +16,11 @@ from .server import ROOT, exceptions, goto_via_sidebar, main_text, wait_idle
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 
-def test_runs_page_downloads_the_bundle(app_page, app_url, artifacts, tmp_path):
+def test_runs_page_downloads_the_bundle(app_page, app_url, app_runs, artifacts, tmp_path):
     from cnnviz.train import TrainConfig, bundle, fit, runs
 
     # a tiny finished run in the runs folder the app reads (CNNVIZ_RUNS, set before the server started)
-    run_dir = runs.runs_root() / runs.new_run_id("lenet5", "shapes")
+    run_dir = app_runs / runs.new_run_id("lenet5", "shapes")
     cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=1, batch_size=32, device="cpu",
                       limit_train=128, limit_test=64)
     assert list(fit(cfg, run_dir=run_dir))[-1].data["status"] == "finished"
