@@ -51,13 +51,15 @@ def _status(page, rid: str) -> str:
     return m.group(1) if m else ""
 
 
-def test_train_page_streams_a_run_and_stops_another(app_page, app_url, artifacts):
+def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs, artifacts):
     page = app_page
+    before = {d.name for d in app_runs.iterdir()}  # earlier tests' runs share the server's runs folder
     goto_via_sidebar(page, app_url, "train")
     assert not exceptions(page)
     text = main_text(page)
     assert "New run" in text and "Start training" in text
-    assert not re.search(r"\d{8}-\d{6}-lenet5-shapes", text), "a run started before Start was pressed"
+    shown = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", text))
+    assert shown <= before and {d.name for d in app_runs.iterdir()} == before, "a run started before Start"
 
     # run 1: LeNet5 on shapes, three epochs of the 20,000 images in batches of 16, watched with the
     # fastest live refresh (1 s; charts every CHARTS_EVERY s) so the charts change while it trains
