@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnviz.train import runs  # noqa: E402
+from cnnviz import runs  # noqa: E402
 
 
 def train(run_dir: Path, args: argparse.Namespace, nproc: int) -> dict:

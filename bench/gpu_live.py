@@ -19,7 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cnnviz.train import TrainConfig, runqueue, runs  # noqa: E402
+from cnnviz.train import TrainConfig  # noqa: E402
+from cnnviz import runs  # noqa: E402
+from cnnviz.runs import queue  # noqa: E402
 from cnnviz.train.watch import RunWatch  # noqa: E402
 
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["CNNVIZ_RUNS"] = str(root)
     cfg = TrainConfig(model=args.model, dataset="shapes", epochs=200, batch_size=256, device=args.device,
                       limit_train=8192, limit_test=1024)
-    run_dir = runqueue.submit(cfg, root)
+    run_dir = queue.submit(cfg, root)
     watch, seen, end = RunWatch(run_dir), [], time.monotonic() + 120
     while time.monotonic() < end:  # wait for training to start (data load, CUDA init)
         snap = watch.snapshot()

@@ -39,7 +39,7 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from cnnviz.train import jobs
+
     from page_polling import _ips, run_plain
 
     cfg = dict(model="lenet5", dataset="shapes", epochs=args.epochs, batch_size=128, device="cpu",

@@ -101,7 +101,7 @@ def cli_throughput(data: Path) -> float:
 
 def polled_job_throughput(data: Path) -> float:
     """images/s of one epoch in a background Job while another thread polls snapshot() every 0.5 s."""
-    from cnnviz.train import jobs
+
 
     cfg = TrainConfig(model="lenet5", dataset=f"folder:{data}", batch_size=128, lr=1e-3, optimizer="adam",
                       epochs=1, device="cpu", seed=0, channels_last=True)

@@ -24,11 +24,20 @@ import sys
 import threading
 from pathlib import Path
 
-_FIELDS = {  # flag -> (TrainConfig field, type)
-    "model": str, "dataset": str, "augment": str, "optimizer": str, "lr": float, "momentum": float,
-    "schedule": str, "weight_decay": float, "label_smoothing": float, "batch_size": int, "epochs": int,
-    "seed": int, "device": str, "precision": str, "limit_train": int, "limit_test": int,
-}
+def _settings():
+    """The TrainConfig fields the CLI sets, as (name, type, help): the flags are built from them."""
+    from .train.config import TrainConfig
+
+    out = []
+    for f in TrainConfig.settings():
+        if not f.metadata.get("cli", True):
+            continue
+        kind = str(f.type)
+        typ = bool if kind == "bool" else int if kind.startswith("int") else float if kind == "float" else str
+        choices = f.metadata.get("choices")
+        help_ = f.metadata.get("help", "") + (f" ({', '.join(choices)})" if choices else "")
+        out.append((f.name, typ, help_))
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,12 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a model (writes a run directory)")
     t.add_argument("--preset", help="start from a named config (e.g. speedrun, tutorial)")
-    for name, typ in _FIELDS.items():
-        t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None)
-    for flag in ("nesterov", "channels_last", "compile"):
-        t.add_argument("--" + flag.replace("_", "-"), dest=flag, action=argparse.BooleanOptionalAction, default=None)
+    for name, typ, help_ in _settings():
+        if typ is bool:
+            t.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_)
+        else:
+            t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
     t.add_argument("--config", type=Path, default=None, help="a TrainConfig JSON file (flags override it)")
     t.add_argument("--queue", action="store_true", help="queue the run and return (it starts when a slot is free)")
+    t.add_argument("--owner", default=None, help="with --queue: the user the run belongs to")
     t.add_argument("--run-dir", type=Path, default=None, help="the run directory (default: $CNNVIZ_RUNS/<id>)")
     t.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -52,10 +64,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="also write TensorBoard events to LOGDIR/<run id>/ while training")
     sw = sub.add_parser("sweep", help="queue a grid of runs: every combination of comma-separated values")
     sw.add_argument("--preset", help="start every run from a named config")
-    for name, typ in _FIELDS.items():
+    for name, typ, help_ in _settings():
         sw.add_argument("--" + name.replace("_", "-"), dest=name, type=str, default=None,
-                        help=f"one value or several, comma-separated ({typ.__name__})")
+                        help=f"{help_}: one value or several, comma-separated ({typ.__name__})")
     sw.add_argument("--nproc", type=int, default=None, help="processes per run (torchrun)")
+    sw.add_argument("--owner", default=None, help="the user the sweep's runs belong to")
     r = sub.add_parser("runs", help="list the runs: id, status, epochs done, test accuracy, queue position")
     r.add_argument("--json", action="store_true", help="one JSON list of objects")
     s = sub.add_parser("stop", help="stop a running run (checkpoint saved) or cancel a queued one")
@@ -86,8 +99,7 @@ def _augment_arg(value: str) -> str:
 def _config_from_args(args: argparse.Namespace):
     from .train import TrainConfig, preset_config
 
-    given = {k: getattr(args, k) for k in list(_FIELDS) + ["nesterov", "channels_last", "compile"]
-             if getattr(args, k) is not None}
+    given = {name: getattr(args, name) for name, _, _ in _settings() if getattr(args, name) is not None}
     if "augment" in given:
         given["augment"] = _augment_arg(given["augment"])
     if getattr(args, "config", None) is not None:
@@ -139,12 +151,12 @@ def _launch_torchrun(args: argparse.Namespace, cfg, argv: list[str]) -> int:
     """Run this same command under `torchrun --standalone --nproc-per-node N` (argv list, no shell)."""
     import subprocess
 
-    from .train import runs
+    from .runs.layout import new_run_dir
 
     if args.resume is not None:
         rest = list(argv)
     else:
-        run_dir = args.run_dir or runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)
+        run_dir = args.run_dir or new_run_dir(cfg.model, cfg.dataset)
         run_dir.mkdir(parents=True, exist_ok=True)
         rest = _without(argv, "--run-dir") + ["--run-dir", str(run_dir)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.nproc),
@@ -275,26 +287,26 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
 def _dispatch_quietly() -> None:
     """Start the next queued run(s) of $CNNVIZ_RUNS, if any; a problem is one line on stderr."""
-    from .train import runqueue
+    from .runs import queue
 
     try:
-        runqueue.dispatch()
+        queue.dispatch()
     except (OSError, ValueError) as exc:
         print(f"note: the queue was not dispatched: {exc}", file=sys.stderr)
 
 
 def _queue_run(args: argparse.Namespace, cfg) -> int:
-    from .train import runqueue
+    from .runs import queue
 
     if args.run_dir is not None:
         print("error: --queue names its own run directory under $CNNVIZ_RUNS; drop --run-dir", file=sys.stderr)
         return 2
     try:
-        run_dir = runqueue.submit(cfg, resume_run_dir=args.resume, nproc=args.nproc)
+        run_dir = queue.submit(cfg, resume_run_dir=args.resume, nproc=args.nproc, owner=args.owner)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    pos = runqueue.position(run_dir)
+    pos = queue.position(run_dir)
     print(f"{'queued at position ' + str(pos) if pos else 'started'}: {run_dir}", file=sys.stderr)
     print(str(run_dir), flush=True)
     return 0
@@ -302,11 +314,11 @@ def _queue_run(args: argparse.Namespace, cfg) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Queue every combination of the comma-separated values; print the sweep id and run directories."""
-    from .train import sweeps
+    from .runs import sweeps
 
-    grid = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
+    grid = {name: getattr(args, name) for name, _, _ in _settings() if getattr(args, name) is not None}
     try:
-        sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc)
+        sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc, owner=args.owner)
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -316,47 +328,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Each run: id, status, epochs done, last test accuracy, queue position."""
-    from .train import runs, runqueue
+    from .runs import list_runs, runs_root
 
-    rows = []
-    for r in runs.list_runs():
-        acc = r.epochs[-1].get("test_acc") if r.epochs else None
-        rows.append({"run_id": r.run_id, "run_dir": str(r.path), "status": r.status,
-                     "epochs_done": r.finished_epochs, "epochs": r.config.get("epochs"), "test_acc": acc,
-                     "queue_position": runqueue.position(r.path) if r.status == "queued" else None,
-                     "model": r.config.get("model"), "dataset": r.config.get("dataset"),
-                     "sweep_id": runqueue.sweep_of(r.path).get("sweep_id"), "reason": r.reason or None})
+    snaps = list_runs()
     if args.json:
-        print(json.dumps(rows))
+        print(json.dumps([s.to_json() for s in snaps]))
         return 0
-    if not rows:
-        print(f"no runs under {runs.runs_root()}")
+    if not snaps:
+        print(f"no runs under {runs_root()}")
         return 0
-    for row in rows:
-        acc = "-" if row["test_acc"] is None else f"{100 * row['test_acc']:.1f}%"
-        where = f" (queue #{row['queue_position']})" if row["queue_position"] else ""
-        print(f"{row['run_id']:<48} {row['status'] + where:<22} {row['epochs_done']}/{row['epochs']} epochs  "
+    for s in snaps:
+        acc = "-" if s.test_acc is None else f"{100 * s.test_acc:.1f}%"
+        where = f" (queue #{s.queue_position})" if s.queue_position else ""
+        print(f"{s.run_id:<60} {str(s.status) + where:<22} {s.epochs_done}/{s.config.get('epochs')} epochs  "
               f"test {acc}")
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Stop a running run (it checkpoints and ends, status stopped) or cancel a queued one."""
-    from .train import runs, runqueue
+    from .runs import CONFIG_FILE, Status, queue, request_stop, summary
 
     run_dir = args.run_dir
-    if not (run_dir / runs.CONFIG_FILE).is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         print(f"error: {run_dir} is not a run directory (no config.json)", file=sys.stderr)
         return 2
-    status = runs.load_run(run_dir).status
-    if status == "queued":
-        runqueue.cancel(run_dir)
+    status = summary(run_dir).status
+    if status == Status.QUEUED:
+        queue.cancel(run_dir)
         print(f"cancelled (it was queued): {run_dir}")
         return 0
-    if status not in ("running", "starting"):
+    if not status.training:
         print(f"error: run {run_dir.name} is not training (status {status})", file=sys.stderr)
         return 2
-    runs.request_stop(run_dir)
+    request_stop(run_dir)
     print(f"stopping at the next step (a checkpoint is saved): {run_dir}")
     return 0
 

@@ -28,6 +28,7 @@ from cnnviz.inspect import features, viewing  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from cnnviz.device import pick_device  # noqa: E402
 from cnnviz.inspect.receptive import draw_box  # noqa: E402
+from cnnviz.runs import list_runs  # noqa: E402
 from cnnviz.train import bundle  # noqa: E402
 from ui.bundle import bundle_download  # noqa: E402
 
@@ -80,14 +81,8 @@ def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
 
 
 def _runs() -> list:
-    try:
-        from cnnviz.train import runs
-    except ImportError:
-        return []
-    try:
-        return [r for r in runs.list_runs() if r.checkpoints or r.last_checkpoint]
-    except Exception:  # a half-written run folder must not break this page
-        return []
+    """Runs with weights to look at (listed from their summaries: a half-written run has no checkpoint)."""
+    return [r for r in list_runs() if r.last_checkpoint or r.checkpoints]
 
 
 # ---- model and weights ---------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,28 +29,16 @@ def _isolated_dirs(tmp_path_factory):
             os.environ[k] = v
 
 
-JOBS_END_S = 120  # how long a test's background jobs get to stop after it
-
-
 @pytest.fixture(autouse=True)
-def _own_runs_and_jobs(monkeypatch, tmp_path):
-    """Every test gets its own runs folder ($CNNVIZ_RUNS = <tmp_path>/runs), and afterwards every
-    background training job of the process is stopped, joined and dropped from the registry, so
-    no test sees another test's runs, files or threads (a module-scoped fixture's jobs too: they
-    are joined before its tests run, and forgotten after the first)."""
+def _own_runs(monkeypatch, tmp_path):
+    """Every test gets its own runs folder ($CNNVIZ_RUNS = <tmp_path>/runs); every run process it
+    started (through the queue, or a trainer it spawned) is killed when it ends, so no test sees
+    another test's runs, files or processes."""
     monkeypatch.setenv("CNNVIZ_RUNS", str(tmp_path / "runs"))
     yield
     from .runtools import kill_runs_under
 
-    kill_runs_under(tmp_path / "runs")  # run processes the test started (through the queue) end with it
-    jobs = sys.modules.get("cnnviz.train.jobs")
-    if jobs is None:  # never imported: no job can exist
-        return
-    stuck = jobs.stop_all(timeout=JOBS_END_S)
-    jobs.forget()
-    if stuck:
-        pytest.fail(f"background training jobs did not end within {JOBS_END_S} s of being stopped: "
-                    f"{[j.run_id for j in stuck]}", pytrace=False)
+    kill_runs_under(tmp_path / "runs")
 
 
 @pytest.fixture(scope="session")

@@ -13,26 +13,31 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz.train import TrainConfig, runs
+from cnnviz import runs
+from cnnviz.runs import liveness
+from cnnviz.train import TrainConfig
 
 
 def kill_runs_under(root: Path) -> None:
-    """SIGKILL every live process recorded in a run directory under `root` (its whole session)."""
+    """SIGKILL every live process recorded in a run directory under `root` (the launcher's whole session,
+    and the training process itself), never this test process."""
     if not root.is_dir():
         return
     for d in root.iterdir():
         if not d.is_dir():
             continue
-        for name in (runs.LAUNCHER_FILE, runs.PID_FILE):
-            rec = runs.read_pid(d, name)
-            if rec and rec[0] != os.getpid() and runs.process_alive(*rec):
-                try:
-                    if name == runs.LAUNCHER_FILE:
-                        os.killpg(rec[0], signal.SIGKILL)  # launched in a session of its own: all of it
-                    else:
-                        os.kill(rec[0], signal.SIGKILL)
-                except OSError:
-                    pass
+        rec = liveness.read_launcher(d)
+        if rec and rec.get("pid") and liveness.process_alive(int(rec["pid"]), rec.get("start")):
+            try:
+                os.killpg(int(rec["pid"]), signal.SIGKILL)  # launched in a session of its own: all of it
+            except OSError:
+                pass
+        pid = liveness.read_pid(d)
+        if pid and pid[0] != os.getpid() and liveness.process_alive(*pid):
+            try:
+                os.kill(pid[0], signal.SIGKILL)
+            except OSError:
+                pass
 
 
 @pytest.fixture
@@ -71,7 +76,7 @@ def fake_run(root: Path, name: str, lines: list[dict], config: dict | None = Non
     (d / runs.CONFIG_FILE).write_text(json.dumps(config or TrainConfig(epochs=2, device="cpu").to_dict()))
     append(d, lines)
     if pid is not None:
-        (d / runs.PID_FILE).write_text(f"{pid.pid} {runs.process_start_time(pid.pid)}")
+        (d / runs.PID_FILE).write_text(f"{pid.pid} {liveness.process_start_time(pid.pid)}")
     return d
 
 

@@ -26,7 +26,8 @@ from PIL import Image
 from cnnviz import models
 from cnnviz.images import load_image, samples
 from cnnviz.inspect import features, viewing
-from cnnviz.train import TrainConfig, bundle, fit, runs
+from cnnviz.train import TrainConfig, bundle, fit
+from cnnviz import runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "assets" / "checkpoints"
@@ -198,7 +199,7 @@ def test_fresh_shapes_run_bundle_predicts_like_cnnviz_without_torch(shapes_run, 
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout.strip().splitlines()[-1])
     assert "test images of shapes" in info["checked_on"] and info["checked_images"] == 32 + len(samples())
-    run = runs.load_run(shapes_run)
+    run = runs.read_run(shapes_run)
     readme = (out / "README.md").read_text()
     assert f"{100 * run.epochs[-1]['test_acc']:.2f}%" in readme and "| epochs | 1 of 1 |" in readme
     loaded = viewing.from_checkpoint(shapes_run / "last.safetensors", "lenet5")

@@ -164,7 +164,8 @@ def test_a_full_disk_while_a_run_checkpoints_keeps_the_previous_checkpoint(tmp_p
     checkpoint still loads (and resumes), and no temporary file is left behind."""
     import errno
 
-    from cnnviz.train import TrainConfig, fit, runs
+    from cnnviz.train import TrainConfig, fit
+    from cnnviz import runs
 
     cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=1, batch_size=32, device="cpu", limit_train=64,
                       limit_test=32)

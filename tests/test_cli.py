@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz.train import runs
+from cnnviz import runs
 from cnnviz.models.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,16 +84,16 @@ def test_kill_9_leaves_valid_metrics_and_a_checkpoint_and_resume_finishes(tmp_pa
     complete = lines[:-1] if not raw.endswith(b"\n") else lines[:-1]
     for line in complete:  # every complete line is valid JSON (a torn last one is allowed)
         json.loads(line)
-    info = runs.load_run(run_dir)
+    info = runs.read_run(run_dir)
     assert info.status == "interrupted" and len(info.epochs) >= 2
     ck = load_checkpoint(info.last_checkpoint)
     assert ck.meta["epoch"] >= 2
-    done_before = info.finished_epochs
+    done_before = info.epochs_done
     p = cli("train", "--resume", str(run_dir), "--epochs", str(done_before + 1), "--no-progress")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["epochs_done"] == done_before + 1
-    info = runs.load_run(run_dir)
+    info = runs.read_run(run_dir)
     assert [e["epoch"] for e in info.epochs] == list(range(1, done_before + 2))
     steps = [s["step"] for s in info.steps]
     assert steps == list(range(1, steps[-1] + 1))  # no duplicated or missing steps after the resume
@@ -114,4 +114,4 @@ def test_sigint_stops_with_a_checkpoint(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["status"] == "stopped"
-    assert runs.load_run(run_dir).status == "stopped"
+    assert runs.read_run(run_dir).status == "stopped"

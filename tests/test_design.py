@@ -410,7 +410,8 @@ def test_checkpoints_load_only_into_the_same_design():
 # ---- end to end: train, reload after an edit, resume refused, export, CLI -------------------------------------------
 def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     from cnnviz.inspect import viewing
-    from cnnviz.train import TrainConfig, fit, runs
+    from cnnviz.train import TrainConfig, fit
+    from cnnviz import runs
     from cnnviz.train.export import export_script
 
     D.save(D.preset("lenet5"))
@@ -425,7 +426,7 @@ def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     # the file changes (and then disappears): the run still opens with the design it recorded
     D.save({**D.PRESETS["lenet5"], "layers": D.PRESETS["lenet5"]["layers"][:6] + [{"type": "gelu"}]
             + D.PRESETS["lenet5"]["layers"][7:]})
-    run = runs.load_run(tmp_path / "run")
+    run = runs.read_run(tmp_path / "run")
     model, _ = runs.load_model(run)
     assert type(model.relu1).__name__ == "ReLU"
     loaded = viewing.from_checkpoint(run.last_checkpoint, "lenet5")

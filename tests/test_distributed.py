@@ -21,7 +21,8 @@ import torch
 
 from cnnviz import models
 from cnnviz.models.checkpoints import load_checkpoint, load_into
-from cnnviz.train import runqueue, runs
+from cnnviz import runs
+from cnnviz.runs import queue
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -77,7 +78,7 @@ def test_two_ranks_match_one_process_step_by_step_and_resume(tmp_path):
     # resume under torchrun: every rank loads the checkpoint, the curve goes on, each epoch once
     c = cli(tmp_path, "--resume", str(two), "--epochs", "2", "--nproc", "2", "--no-progress")
     assert c.returncode == 0, c.stderr[-3000:]
-    info = runs.load_run(two)
+    info = runs.read_run(two)
     assert info.status == "finished" and [e["epoch"] for e in info.epochs] == [1, 2]
     assert len(kinds(two, "epoch")) == 2
 
@@ -98,7 +99,7 @@ def test_two_node_launch_on_localhost_finishes(tmp_path):
         for rank in (0, 1)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outs)
-    info = runs.load_run(run_dir)
+    info = runs.read_run(run_dir)
     assert info.status == "finished" and kinds(run_dir, "start")[0]["world_size"] == 2
     assert len(kinds(run_dir, "epoch")) == 1
 
@@ -125,7 +126,7 @@ def test_a_dying_rank_takes_the_run_down_and_it_resumes(tmp_path, monkeypatch):
 
     cfg = TrainConfig(model="lenet5", dataset="shapes", batch_size=64, epochs=300, device="cpu", limit_train=128,
                       limit_test=64)
-    run_dir = runqueue.submit(cfg, tmp_path, nproc=2)
+    run_dir = queue.submit(cfg, tmp_path, nproc=2)
     end = time.monotonic() + 240
     while time.monotonic() < end and not kinds(run_dir, "checkpoint"):
         time.sleep(0.2)
@@ -134,17 +135,17 @@ def test_a_dying_rank_takes_the_run_down_and_it_resumes(tmp_path, monkeypatch):
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     end = time.monotonic() + 240
-    while time.monotonic() < end and runs.load_run(run_dir).status != "interrupted":
+    while time.monotonic() < end and runs.read_run(run_dir).status != "interrupted":
         time.sleep(0.2)
-    info = runs.load_run(run_dir)
+    info = runs.read_run(run_dir)
     assert info.status == "interrupted", (info.status, runs.log_tail(run_dir))
-    done = info.finished_epochs
-    runqueue.submit(TrainConfig(**{**cfg.to_dict(), "epochs": done + 1}), tmp_path, resume_run_dir=run_dir,
+    done = info.epochs_done
+    queue.submit(TrainConfig(**{**cfg.to_dict(), "epochs": done + 1}), tmp_path, resume_run_dir=run_dir,
                     nproc=2)
     end = time.monotonic() + 240
-    while time.monotonic() < end and runs.load_run(run_dir).status != "finished":
+    while time.monotonic() < end and runs.read_run(run_dir).status != "finished":
         time.sleep(0.2)
-    info = runs.load_run(run_dir)
+    info = runs.read_run(run_dir)
     assert info.status == "finished", runs.log_tail(run_dir)
     assert [e["epoch"] for e in info.epochs] == list(range(1, done + 2))
     assert json.loads((run_dir / runs.CONFIG_FILE).read_text())["epochs"] == done + 1

@@ -115,7 +115,7 @@ def _fake_run(tmp_path, epochs=(1, 2)):
     import json
 
     from cnnviz import models
-    from cnnviz.train import runs
+    from cnnviz import runs
     from cnnviz.models.checkpoints import save_checkpoint
 
     d = tmp_path / "run-x"
@@ -126,7 +126,7 @@ def _fake_run(tmp_path, epochs=(1, 2)):
     for e in epochs:
         torch.manual_seed(e)
         save_checkpoint(models.create("lenet5"), d / runs.epoch_checkpoint_name(e), {**meta, "epoch": e})
-    return runs.load_run(d), meta
+    return runs.read_run(d), meta
 
 
 def test_scrub_maps_match_a_forward_hook_on_the_saved_weights(tmp_path):

@@ -280,7 +280,7 @@ SHAPE_CLASSES = {"circle", "square", "triangle", "star", "cross", "ring", "diamo
 @pytest.fixture(scope="module")
 def _shapes_run_module(tmp_path_factory):
     """A tiny finished LeNet5 run on `shapes` in its own runs folder."""
-    from cnnviz.train import jobs
+
     from cnnviz.train import TrainConfig
 
     root = tmp_path_factory.mktemp("fm-runs")

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.train import evaluate, jobs, runs
+from cnnviz.train import evaluate
+from cnnviz import runs
 from cnnviz.train import TrainConfig
 
 from .pagetest import open_page, page_path
@@ -55,7 +56,7 @@ def test_empty_runs_folder_says_what_to_do(tmp_path, monkeypatch):
 
 def test_evaluation_agrees_with_the_trainers_test_accuracy(runs_dir):
     root, made = runs_dir
-    run = runs.load_run(root / made[0])
+    run = runs.read_run(root / made[0])
     ev = evaluate.evaluate_run(run)
     assert len(ev.labels) == 120  # the run's own limit_test subset
     # the trainer scored the same weights on the same images in its own loop

@@ -10,7 +10,10 @@ import json
 
 import pytest
 
-from cnnviz.train import TrainConfig, runs, runqueue, sweeps
+from cnnviz.train import TrainConfig
+from cnnviz import runs
+from cnnviz.runs import queue
+from cnnviz.runs import sweeps
 
 from .pagetest import open_page
 
@@ -20,7 +23,7 @@ def _sweep(root, sweep_id: str, accs: dict[tuple[float, int], float | None]) -> 
         d = root / f"20261130-1200{i:02d}-lenet5-shapes-{i:04x}"
         d.mkdir(parents=True)
         (d / runs.CONFIG_FILE).write_text(json.dumps(TrainConfig(lr=lr, batch_size=bs, epochs=2).to_dict()))
-        (d / runqueue.SWEEP_FILE).write_text(json.dumps({"sweep_id": sweep_id, "params": {"lr": lr, "batch_size": bs}}))
+        (d / queue.SWEEP_FILE).write_text(json.dumps({"sweep_id": sweep_id, "params": {"lr": lr, "batch_size": bs}}))
         lines = [{"kind": "start", "t": 1.0 + i}]
         if acc is not None:
             lines += [{"kind": "epoch", "epoch": 1, "test_acc": acc, "test_loss": 1.0 - acc, "train_loss": 1.1,

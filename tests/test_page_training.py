@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.train import TrainConfig, fit, runqueue, runs
+from cnnviz.train import TrainConfig, fit
+from cnnviz import runs
+from cnnviz.runs import queue
 
 from .pagetest import open_page, page_path
 from .runtools import append, fake_run, runs_root, sleeper, wait_for  # noqa: F401  (fixture)
@@ -47,11 +49,11 @@ def _not_started(at: AppTest) -> list[str]:
 
 
 def _start(at: AppTest) -> Path:
-    before = {d.name for d in runqueue.run_dirs()}
+    before = {d.name for d in runs.run_dirs()}
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     assert not _not_started(at)
-    new = [d for d in runqueue.run_dirs() if d.name not in before]
+    new = [d for d in runs.run_dirs() if d.name not in before]
     assert len(new) == 1, "Start should queue exactly one run"
     return new[0]
 
@@ -62,7 +64,7 @@ def _header(at: AppTest, rid: str) -> str:
 
 
 def _status(d: Path) -> str:
-    return runs.load_run(d).status
+    return runs.read_run(d).status
 
 
 def test_page_renders_the_form_and_trains_nothing(runs_root):  # noqa: F811
@@ -74,7 +76,7 @@ def test_page_renders_the_form_and_trains_nothing(runs_root):  # noqa: F811
     for key in ("train_sweep_lr", "train_sweep_batch", "train_sweep_optimizer", "train_sweep_augment",
                 "train_sweep_model"):
         assert at.multiselect(key=key).value == []
-    assert runqueue.run_dirs() == [] and runqueue.entries() == []
+    assert runs.run_dirs() == [] and queue.entries() == []
     assert any("No run yet" in i.value for i in at.info)
 
 
@@ -92,7 +94,7 @@ def test_bad_input_is_one_line_and_starts_nothing():
     assert not at.exception
     errs = _not_started(at)
     assert len(errs) == 1 and "does not exist" in errs[0] and "\n" not in errs[0]
-    assert runqueue.run_dirs() == []
+    assert runs.run_dirs() == []
 
 
 def test_studio_pipeline_is_offered_when_the_studio_set_one():
@@ -108,7 +110,7 @@ def test_missing_dataset_is_said_before_starting(monkeypatch, tmp_path):
     assert not at.exception
     errs = _not_started(at)
     assert len(errs) == 1 and "cifar10" in errs[0].lower()
-    assert runqueue.run_dirs() == []
+    assert runs.run_dirs() == []
 
 
 def test_start_runs_a_process_that_streams_to_finished_with_charts():
@@ -139,7 +141,7 @@ def test_one_slot_queues_the_second_run_which_can_be_cancelled_and_stop_ends_the
     waiting = [p.proto.text for p in at.get("progress") if "Waiting in the queue" in p.proto.text]
     assert waiting and "position 1" in waiting[0]
     at.button(key=f"train_cancel_{second.name}").click().run()
-    assert not at.exception and not second.exists() and runqueue.entries() == []
+    assert not at.exception and not second.exists() and queue.entries() == []
     at.button(key=f"train_stop_{first.name}").click().run()
     assert not at.exception
     wait_for(lambda: _status(first) == "stopped", "the first run to stop")
@@ -170,7 +172,7 @@ def test_an_interrupted_run_says_why_shows_its_log_and_resumes(runs_root):  # no
     at.button(key=f"train_resume_{d.name}").click().run()
     assert not at.exception
     wait_for(lambda: _status(d) == "finished", "the resumed run to finish")
-    info = runs.load_run(d)
+    info = runs.read_run(d)
     assert [e["epoch"] for e in info.epochs] == [1, 2]
 
 
@@ -225,15 +227,15 @@ def test_sweep_boxes_queue_a_grid_that_shares_a_sweep_id(monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
     at = _page()
     _tiny(at, train_epochs=1, train_sweep_lr=[1e-3, 1e-2], train_sweep_batch=[32, 64])
-    before = set(runqueue.run_dirs())
+    before = set(runs.run_dirs())
     at.button(key="train_start").click().run()
     assert not at.exception and not _not_started(at)
-    new = [d for d in runqueue.run_dirs() if d not in before]
+    new = [d for d in runs.run_dirs() if d not in before]
     assert len(new) == 4
-    records = [runqueue.sweep_of(d) for d in new]
+    records = [queue.sweep_of(d) for d in new]
     assert len({r["sweep_id"] for r in records}) == 1
     assert sorted((r["params"]["lr"], r["params"]["batch_size"]) for r in records) == [
         (1e-3, 32), (1e-3, 64), (1e-2, 32), (1e-2, 64)]
-    assert len(runqueue.entries()) == 3  # one slot: the first runs, three wait
+    assert len(queue.entries()) == 3  # one slot: the first runs, three wait
     for d in new:  # nothing left to run after the test
-        runqueue.cancel(d)
+        queue.cancel(d)

@@ -20,7 +20,8 @@ pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 from tensorboard.plugins.hparams import metadata as hp_metadata  # noqa: E402
 
-from cnnviz.train import TrainConfig, fit, runs  # noqa: E402
+from cnnviz.train import TrainConfig, fit  # noqa: E402
+from cnnviz import runs  # noqa: E402
 from cnnviz.train import tensorboard as tb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def two_runs(tmp_path_factory) -> list[Path]:
 def _check_matches_metrics(folder: Path, run_dir: Path) -> EventAccumulator:
     """Every epoch scalar and step loss in `folder` equals the run's metrics.jsonl, each point once."""
     acc = _acc(folder)
-    run = runs.load_run(run_dir)
+    run = runs.read_run(run_dir)
     scalars = set(acc.Tags()["scalars"])
     assert set(tb.EPOCH_SCALARS) | {tb.STEP_LOSS} == scalars
     for tag, key in tb.EPOCH_SCALARS.items():

@@ -11,7 +11,7 @@ import torch
 
 from cnnviz import train
 from cnnviz.train import engine
-from cnnviz.train import runs
+from cnnviz import runs
 from cnnviz.models.checkpoints import load_checkpoint
 from cnnviz.train import TrainConfig, fit, lr_at
 
@@ -141,7 +141,7 @@ def test_stop_ends_at_a_step_boundary_with_a_checkpoint(tmp_path):
     assert tail == ["checkpoint", "done"] and seen[-1].data["status"] == "stopped"
     assert seen[-2].data["partial"] is True
     assert max(e.data["step"] for e in seen if e.kind == "step") == 11  # no step after the request
-    info = runs.load_run(tmp_path / "r")
+    info = runs.read_run(tmp_path / "r")
     assert info.status == "stopped" and info.last_checkpoint is not None
     assert torch.load(tmp_path / "r" / "last-state.pt", weights_only=True)["global_step"] == 11
 
@@ -156,7 +156,7 @@ def test_resume_continues_epochs_and_curves(tmp_path):
     assert [e.data["epoch"] for e in second if e.kind == "epoch"] == [2, 3]
     steps = [e.data["step"] for e in second if e.kind == "step"]
     assert steps[0] == 9 and steps[-1] == 24  # numbering continues after epoch 1's 8 steps
-    info = runs.load_run(tmp_path / "r")
+    info = runs.read_run(tmp_path / "r")
     assert [e["epoch"] for e in info.epochs] == [1, 2, 3] and len(info.steps) == 24
     assert sorted(info.checkpoints) == [1, 2, 3] and info.status == "finished"
     assert info.epochs[2]["elapsed_s"] > info.epochs[0]["elapsed_s"]
@@ -172,7 +172,7 @@ def test_resume_after_stop_drops_the_partial_epoch_from_curves(tmp_path):
             stop.set()
     evs = list(fit(tiny(epochs=2), resume=tmp_path / "r"))
     assert evs[-1].data["status"] == "finished"
-    info = runs.load_run(tmp_path / "r")
+    info = runs.read_run(tmp_path / "r")
     assert [e["epoch"] for e in info.epochs] == [1, 2]
     steps = [s["step"] for s in info.steps]
     assert steps == sorted(set(steps)) and steps[-1] == 16 + 4  # epoch 2 re-run after the 12-step stop
@@ -194,7 +194,7 @@ def test_poisoned_batch_ends_diverged_with_step_and_advice(tmp_path, monkeypatch
     done = evs[-1]
     assert done.kind == "done" and done.data["status"] == "diverged"
     assert done.data["diverged_step"] == 3 and "learning rate" in done.data["advice"]
-    assert runs.load_run(tmp_path / "run").status == "diverged"
+    assert runs.read_run(tmp_path / "run").status == "diverged"
 
 
 def test_huge_lr_diverges(tmp_path):
@@ -274,7 +274,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
     for e in range(1, 31):
         (tmp_path / runs.epoch_checkpoint_name(e)).write_bytes(b"x")
     runs.thin_checkpoints(tmp_path, 8)
-    kept = sorted(runs.load_run(tmp_path).checkpoints)
+    kept = sorted(runs.read_run(tmp_path).checkpoints)
     assert len(kept) == 8 and kept[0] == 1 and kept[-1] == 30
     gaps = [b - a for a, b in zip(kept, kept[1:])]
     assert max(gaps) <= 6  # spread out, not just the newest

@@ -14,7 +14,8 @@ Modules:
 """
 
 from .datasets import (SHAPES_TEST, SHAPES_TRAIN, SPLITS, DatasetError, ImageDataset, channel_stats,
-                       dataset_choices, load_dataset, load_dataset_from_zip_bytes, parse_spec, source_key)
+                       check_dataset, dataset_choices, load_dataset, load_dataset_from_zip_bytes, parse_spec,
+                       source_key)
 
 __all__ = ["SHAPES_TEST", "SHAPES_TRAIN", "SPLITS", "DatasetError", "ImageDataset", "channel_stats",
-           "dataset_choices", "load_dataset", "load_dataset_from_zip_bytes", "parse_spec", "source_key"]
+           "check_dataset", "dataset_choices", "load_dataset", "load_dataset_from_zip_bytes", "parse_spec", "source_key"]

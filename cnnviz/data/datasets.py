@@ -15,6 +15,7 @@ a 60,000-image folder reads one file instead of decoding every JPEG again.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -118,6 +119,21 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if KINDS[name].takes_arg and not arg.strip():
         raise DatasetError(f"{name}: needs a path, e.g. {name}:/data/my_images.")
     return name, arg
+
+
+def check_dataset(spec: str) -> None:
+    """Raise DatasetError (one line) when `spec` can't be loaded now, without decoding any image: an
+    unknown kind, a download that was not made, a missing folder, a file that is not a zip."""
+    name, arg = parse_spec(spec)
+    if name in _downloads._SETS and not _downloads.is_present(name):
+        raise DatasetError(f"{name} is not downloaded yet: download it on the Datasets page "
+                           f"(or put {_downloads.expected_files(name)} in {_downloads.expected_location(name)}).")
+    KINDS[name].fingerprint(arg)  # a path kind resolves (and lists) its path here
+    if name == "zip":
+        import zipfile
+
+        if not zipfile.is_zipfile(Path(arg.strip()).expanduser()):
+            raise DatasetError(f"{Path(arg.strip()).name} is not a zip file.")
 
 
 def channel_stats(images: torch.Tensor, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,12 +1,14 @@
 """Training: a run from a config to a directory of metrics and checkpoints, and what reads it back.
 
 Modules:
-- `config`: `TrainConfig` (validated, JSON round-trip), named presets, lr schedules.
+- `config`: `TrainConfig`, the single list of training settings (each field's help, choices and
+  bounds as metadata: the CLI flags, the Train page form and sweeps are built from it), named presets
+  (each carrying everything it sets, dataset included), lr schedules.
 - `engine`: `fit(config)`, the training loop as named steps (set-up, epoch, evaluation,
-  checkpoint, finish), yielding `Event`s.
+  checkpoint, finish), yielding `Event`s; a run's files are written through `cnnviz.runs`.
+- `diagnostics`: the memory line and the advice for out-of-memory and diverged runs.
 - `device_data`: the dataset's uint8 tensors on the device, batches cut there, normalised there.
-- `runs`: run directories on disk (`config.json`, append-only `metrics.jsonl`, checkpoints).
-- `jobs`: a run in a background thread, polled by snapshots (notebooks and the app).
+- `distributed`: torchrun ranks (DDP, rank-0 writes, all-reduced metrics).
 - `evaluate`: predictions, confusion matrix, most confident mistakes of a trained run.
 - `export`: a run as a standalone PyTorch script or a plain checkpoint.
 - `bundle`: a run or checkpoint as a folder that runs anywhere: ONNX model (checked against PyTorch
@@ -18,7 +20,8 @@ Modules:
 """
 
 from .config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, TrainConfig, lr_at, preset_config
-from .engine import Event, fit, memory_usage
+from .diagnostics import memory_usage
+from .engine import Event, fit
 
 __all__ = ["DEVICES", "OPTIMIZERS", "PRECISIONS", "PRESETS", "SCHEDULES", "TrainConfig", "lr_at",
            "preset_config", "Event", "fit", "memory_usage"]

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import runs
+from ..runs import METRICS_FILE, read_run
 
 ONNX_OPSET = 20
 MAX_LOGIT_DIFF = 1e-4
@@ -132,10 +132,10 @@ def source_from_run(run_dir: Path, epoch: int | None = None) -> BundleSource:
     last checkpoint, with a note saying so."""
     run_dir = Path(run_dir)
     try:
-        run = runs.load_run(run_dir)
+        run = read_run(run_dir)
     except FileNotFoundError as exc:
         raise BundleError(str(exc)) from None
-    if not run.config and not (run_dir / runs.METRICS_FILE).is_file():
+    if not run.config and not (run_dir / METRICS_FILE).is_file():
         raise BundleError(f"{run_dir} is not a training run (no config.json).")
     if epoch is None:
         path = run.last_checkpoint or (run.checkpoints[max(run.checkpoints)] if run.checkpoints else None)

@@ -7,7 +7,7 @@ CLI can build and check configs without the training loop.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +17,47 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+def setting(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
+            high: float | None = None, sweep: bool = True, cli: bool = True) -> Any:
+    """A TrainConfig field with what the CLI flags, the Train page form and sweeps derive from it:
+    `help`, `choices`, bounds `low`..`high`, and whether it can be swept and set from the CLI."""
+    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
+                                            "sweep": sweep, "cli": cli})
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (JSON-serialisable; saved as the run's config.json)."""
+    """Everything that defines a training run (JSON-serialisable; saved as the run's config.json).
 
-    model: str = "lenet5"
-    dataset: str = "shapes"
-    augment: str = "none"  # preset name or pipeline JSON
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    schedule: str = "constant"  # constant | cosine | onecycle (per step)
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    batch_size: int = 128
-    epochs: int = 1
-    seed: int = 0
-    device: str = "auto"  # auto | cuda | mps | cpu
-    precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 elsewhere) | bf16 | fp32
-    channels_last: bool = True  # NHWC: faster convs on CUDA and, measured here, on CPU too
-    compile: bool = False
-    limit_train: int | None = None
-    limit_test: int | None = None
+    The single list of training settings: `settings()` gives each field with its type, default and
+    metadata, and the CLI, the Train page, sweeps and presets are built from it."""
+
+    model: str = setting("lenet5", "a registered model or design:NAME.json")
+    dataset: str = setting("shapes", "shapes, digits, cifar10, mnist, fashion-mnist, folder:PATH or zip:PATH")
+    augment: str = setting("none", "an augmentation preset name, pipeline JSON, or a .json file (CLI)")
+    optimizer: str = setting("adam", "the optimizer", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "learning rate (peak, for a schedule)", low=1e-8, high=100.0)
+    momentum: float = setting(0.9, "SGD momentum", low=0.0, high=0.999)
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    schedule: str = setting("constant", "lr per step: constant, cosine decay to 0, or one-cycle", choices=SCHEDULES)
+    weight_decay: float = setting(0.0, "weight decay", low=0.0, high=1.0)
+    label_smoothing: float = setting(0.0, "label smoothing", low=0.0, high=0.9)
+    batch_size: int = setting(128, "images per step (the global batch under several processes)", low=1, high=65536)
+    epochs: int = setting(1, "passes over the training set", low=1, high=10000)
+    seed: int = setting(0, "seed of the model's initialisation, the batch order and augmentation", low=0,
+                        high=2**31 - 1)
+    device: str = setting("auto", "auto takes CUDA, then Apple MPS, then CPU", choices=DEVICES, sweep=False)
+    precision: str = setting("auto", "auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere",
+                             choices=PRECISIONS)
+    channels_last: bool = setting(True, "NHWC memory layout (faster convolutions on many GPUs and on CPU)")
+    compile: bool = setting(False, "torch.compile the model")
+    limit_train: int | None = setting(None, "train on a random subset of this many images", low=2, high=10_000_000)
+    limit_test: int | None = setting(None, "test on a random subset of this many images", low=1, high=10_000_000)
+
+    @classmethod
+    def settings(cls) -> list[Field]:
+        """The fields, in order, each with .name, .type (a string), .default and .metadata."""
+        return list(fields(cls))
 
     def to_dict(self) -> dict:
         """A plain dict (config.json)."""
@@ -68,35 +86,37 @@ class TrainConfig:
                 p = Path(self.dataset[len(kind):]).expanduser()
                 if not p.exists():
                     raise ValueError(f"Dataset {self.dataset!r}: {p} does not exist.")
-        checks = [
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}"),
-            (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
-            (_num(self.lr) and 0 < self.lr <= 100, "lr must be a number in (0, 100]"),
-            (_num(self.momentum) and 0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (not (self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0)),
-             "nesterov needs optimizer sgd with momentum > 0"),
-            (_num(self.weight_decay) and 0 <= self.weight_decay <= 1, "weight_decay must be in [0, 1]"),
-            (_num(self.label_smoothing) and 0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (_int(self.batch_size) and 1 <= self.batch_size <= 65536, "batch_size must be an integer in 1..65536"),
-            (_int(self.epochs) and 1 <= self.epochs <= 10000, "epochs must be an integer in 1..10000"),
-            (_int(self.seed) and self.seed >= 0, "seed must be a non-negative integer"),
-            (self.limit_train is None or (_int(self.limit_train) and self.limit_train >= 2),
-             "limit_train must be empty or an integer >= 2"),
-            (self.limit_test is None or (_int(self.limit_test) and self.limit_test >= 1),
-             "limit_test must be empty or an integer >= 1"),
-            (isinstance(self.augment, str), "augment must be a preset name or pipeline JSON"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg + ".")
+        for f in self.settings():
+            problem = _field_problem(f, getattr(self, f.name))
+            if problem:
+                raise ValueError(problem)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ValueError("nesterov needs optimizer sgd with momentum > 0.")
         if self.augment.strip() not in ("", "none"):
-            try:
-                from ..augment.pipeline import resolve
-            except ImportError:
-                raise ValueError("Augmentation is not available in this install; use augment='none'.") from None
+            from ..augment.pipeline import resolve
+
             resolve(self.augment)  # ValueError with a clear message
+
+
+def _field_problem(f: Field, v: Any) -> str | None:
+    """Why value `v` does not fit setting `f` (its type, choices and bounds), in one line, or None."""
+    md, kind = f.metadata, str(f.type)
+    if v is None and "None" in kind:
+        return None
+    if kind.startswith("int") and not _int(v):
+        return f"{f.name} must be a whole number, not {v!r}."
+    if kind == "float" and not _num(v):
+        return f"{f.name} must be a number, not {v!r}."
+    if kind == "bool" and not isinstance(v, bool):
+        return f"{f.name} must be true or false, not {v!r}."
+    if kind == "str" and not isinstance(v, str):
+        return f"{f.name} must be text, not {v!r}."
+    if md.get("choices") and v not in md["choices"]:
+        return f"{f.name} must be one of {', '.join(md['choices'])}, not {v!r}."
+    low, high = md.get("low"), md.get("high")
+    if (low is not None and v < low) or (high is not None and v > high):
+        return f"{f.name} must be in {low:g}..{high:g}, not {v!r}."
+    return None
 
 
 def _num(x: Any) -> bool:
@@ -113,7 +133,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # one-cycle lr, label smoothing, flip + crop, bf16 + channels_last. For a CUDA GPU.
     "speedrun": dict(model="airbench", augment="cifar-standard", optimizer="sgd", lr=0.4, momentum=0.9,
                      nesterov=True, schedule="onecycle", weight_decay=5e-4, label_smoothing=0.2,
-                     batch_size=512, epochs=16, precision="auto", channels_last=True),
+                     batch_size=512, epochs=16, precision="auto", channels_last=True, dataset="cifar10"),
     # The tutorial's own hyper-parameters (Adam 1e-3, batch 128).
     "tutorial": dict(model="lenet5", optimizer="adam", lr=1e-3, batch_size=128, schedule="constant"),
 }

@@ -3,7 +3,7 @@
 The hot loop never touches PIL: the dataset's uint8 tensors go to the device once
 (`cnnviz.train.device_data`), batches are cut there by a per-epoch permutation, augmented there
 (`cnnviz.augment.batch.BatchAugmenter`) and normalised there. Everything a run writes
-goes to its run directory (see `cnnviz.train.runs`), so a run survives a closed browser tab,
+goes to its run directory (see `cnnviz.runs`), so a run survives a closed browser tab,
 a stop, or a kill -9, and can be resumed.
 """
 
@@ -22,8 +22,13 @@ from typing import Any, Iterator
 import torch
 from torch.nn import functional as F
 
-from . import runs
-from ..models.checkpoints import atomic_write_bytes, load_checkpoint, load_into, save_checkpoint
+from ..atomic import atomic_write_bytes
+from ..models.checkpoints import load_checkpoint, load_into, save_checkpoint
+from ..runs import layout
+from ..runs.liveness import pid_record
+from ..runs.store import read_run
+from ..runs.writer import RunWriter, write_state
+from .diagnostics import advice_diverged, advice_oom, host_out_of_memory, memory_usage, oom_message
 from .device_data import DeviceData, Normalizer, resize_uint8, subsample
 from .distributed import Dist, wrap
 from .config import TrainConfig, lr_at
@@ -40,44 +45,11 @@ class Event:
     data: dict = field(default_factory=dict)
 
 
-def memory_usage(device: torch.device) -> str:
-    """A short line: CUDA memory allocated/peak, or this process's resident memory."""
-    if device.type == "cuda":
-        return (f"{torch.cuda.memory_allocated(device) / 2**20:.0f} MiB allocated "
-                f"(peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB)")
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return f"{int(line.split()[1]) / 1024:.0f} MiB resident (process)"
-    except OSError:
-        pass
-    import resource
-
-    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak resident (process)"
-
-
 def _load_data(spec: str, split: str):
     """The dataset (cnnviz.data.load_dataset); a module-level hook so tests can substitute it."""
     from ..data.datasets import load_dataset
 
     return load_dataset(spec, split)
-
-
-def _advice_oom(cfg: TrainConfig) -> str:
-    return (f"The device ran out of memory at batch size {cfg.batch_size}: try {max(1, cfg.batch_size // 2)} "
-            "or smaller, a smaller model, or precision bf16. The app keeps running.")
-
-
-def _advice_diverged(cfg: TrainConfig) -> str:
-    tips = [f"lower the learning rate (now {cfg.lr:g}; try {cfg.lr / 10:g})"]
-    if cfg.optimizer == "sgd":
-        tips.append("or use adam")
-    if cfg.schedule == "constant":
-        tips.append("or a onecycle schedule (it warms up)")
-    if cfg.precision == "bf16":
-        tips.append("or precision fp32")
-    return "The loss became NaN/inf: " + ", ".join(tips) + "."
 
 
 def _make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
@@ -102,7 +74,7 @@ def _save_state(run_dir: Path, opt: torch.optim.Optimizer, state: dict, device: 
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
-    runs.write_state(run_dir, {"optimizer": opt.state_dict(), "rng": rng, **state})
+    write_state(run_dir, {"optimizer": opt.state_dict(), "rng": rng, **state})
 
 
 def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.Event | None = None,
@@ -148,12 +120,18 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
         with contextlib.suppress(Exception):
             torch.cuda.empty_cache()
         data = {"message": f"CUDA out of memory (batch size {cfg.batch_size}, model {cfg.model}).",
-                "advice": _advice_oom(cfg), "step": run.global_step}
+                "advice": advice_oom(cfg), "step": run.global_step}
         run.log.write("error", data)
         yield Event("error", data)
     except Exception as exc:  # noqa: BLE001 - log it in the run too, then report it
         if _peer_failure(run.dist, exc):
             raise  # another rank died: end without a final line, so the run shows "interrupted", resumable
+        if host_out_of_memory(exc):
+            traceback.clear_frames(exc.__traceback__)
+            data = {"message": oom_message(), "advice": advice_oom(cfg), "step": run.global_step}
+            run.log.write("error", data)
+            yield Event("error", data)
+            return
         data = {"message": f"{type(exc).__name__}: {exc}", "advice": "Training failed; see the traceback.",
                 "traceback": traceback.format_exc(), "step": run.global_step}
         run.log.write("error", data)
@@ -161,7 +139,7 @@ def _fit(cfg: TrainConfig, run_dir: Path | None, stop_event: threading.Event,
     finally:
         run.log.close()
         if run.dist.is_main:
-            (run.run_dir / runs.PID_FILE).unlink(missing_ok=True)
+            (run.run_dir / layout.PID_FILE).unlink(missing_ok=True)
         run.dist.close()
 
 
@@ -200,7 +178,7 @@ class _Run:
     model_hw: tuple[int, int]
     steps_per_epoch: int
     total_steps: int
-    log: Any                          # runs.MetricsLog on rank 0, a _NullLog elsewhere
+    log: Any                          # a RunWriter on rank 0, a _NullLog elsewhere
     meta: dict                        # what every checkpoint records
     start_info: dict                  # the start event's data
     notes: list[str]
@@ -264,7 +242,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
             return None
         dist.barrier()
     if run_dir is None:  # rank 0 names the run
-        run_dir = dist.broadcast(str(runs.runs_root() / runs.new_run_id(cfg.model, cfg.dataset)))
+        run_dir = dist.broadcast(str(layout.new_run_dir(cfg.model, cfg.dataset)) if dist.is_main else None)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -308,7 +286,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
             x_tr = resize_uint8(x_tr, model_hw)
     if prev_state is not None:
         try:
-            load_into(model, load_checkpoint(run_dir / runs.LAST_WEIGHTS), cfg.model)
+            load_into(model, load_checkpoint(run_dir / layout.LAST_WEIGHTS), cfg.model)
         except ValueError as exc:
             yield _error(str(exc), "Start a new run instead.")
             return None
@@ -321,7 +299,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
         train = DeviceData(x_tr, y_tr, device)
         test = DeviceData(x_te, y_te, device)
     except torch.cuda.OutOfMemoryError:
-        yield _error("Out of memory moving the dataset/model to the device.", _advice_oom(cfg))
+        yield _error("Out of memory moving the dataset/model to the device.", advice_oom(cfg))
         return None
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
@@ -345,10 +323,10 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     load_s = time.perf_counter() - t_load
 
     if dist.is_main:  # (on resume the run continues with this config, e.g. more epochs)
-        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
-        atomic_write_bytes(run_dir / runs.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
-        atomic_write_bytes(run_dir / runs.PID_FILE, runs.pid_record())
-    run.log = runs.MetricsLog(run_dir / runs.METRICS_FILE) if dist.is_main else _NullLog()
+        (run_dir / layout.STOP_FILE).unlink(missing_ok=True)
+        atomic_write_bytes(run_dir / layout.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
+        atomic_write_bytes(run_dir / layout.PID_FILE, pid_record())
+    run.log = RunWriter(run_dir) if dist.is_main else _NullLog()
     classes, mean, std = list(train_ds.classes), list(train_ds.mean), list(train_ds.std)
     run.meta = {"model": cfg.model, "num_classes": num_classes, "in_channels": in_ch,
                 "input_size": int(model_hw[0]), "classes": classes, "mean": mean, "std": std,
@@ -368,7 +346,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
 def _resume_state(cfg: TrainConfig, run_dir: Path):
     """Yield an error event and return None, or return the saved optimizer/RNG/progress state."""
     try:
-        saved = runs.load_run(run_dir)
+        saved = read_run(run_dir)
     except FileNotFoundError as exc:
         yield _error(str(exc), "Pick an existing run to resume.")
         return None
@@ -377,13 +355,13 @@ def _resume_state(cfg: TrainConfig, run_dir: Path):
             yield _error(f"Cannot resume: the run used {key}={saved.config.get(key)!r}, not {getattr(cfg, key)!r}.",
                          "Resume with the run's config.")
             return None
-    if saved.last_checkpoint is None or not (run_dir / runs.LAST_STATE).is_file():
+    if saved.last_checkpoint is None or not (run_dir / layout.LAST_STATE).is_file():
         yield _error(f"Run {run_dir.name} has no checkpoint to resume from.", "Start a new run instead.")
         return None
     try:
-        return torch.load(run_dir / runs.LAST_STATE, map_location="cpu", weights_only=True)
+        return torch.load(run_dir / layout.LAST_STATE, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable state: say so
-        yield _error(f"Cannot read {runs.LAST_STATE}: {exc}", "Start a new run.")
+        yield _error(f"Cannot read {layout.LAST_STATE}: {exc}", "Start a new run.")
         return None
 
 
@@ -424,10 +402,10 @@ def _start(run: _Run) -> Event:
 def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     """Yield step events; return the epoch's sums over all ranks, or None when the run stopped or diverged.
 
-    A stop is asked by `stop_event` or by the run's stop file (`runs.request_stop`); under several
+    A stop is asked by `stop_event` or by the run's stop file (`cnnviz.runs.request_stop`); under several
     ranks they agree on it at each logged step, so all of them stop at the same step."""
     cfg, device, dist = run.cfg, run.device, run.dist
-    stop_file = run.run_dir / runs.STOP_FILE
+    stop_file = run.run_dir / layout.STOP_FILE
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch + 500_009)
     log_every = 1 if device.type == "cpu" else 10
@@ -440,6 +418,7 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     stop_agreed = False
     batches = run.train.batches(cfg.batch_size, gen, rank=dist.rank, world=dist.world)
     for i, (xb, yb) in enumerate(batches):
+        _hold_at_gate(run, stop_event)
         if stop_agreed or (not dist.active and (stop_event.is_set() or stop_file.exists())):
             yield _checkpoint(run, run.epochs_done, partial=True)
             yield _finish(run, "stopped", message=f"Stopped by the user in epoch {epoch}, step {run.global_step}.")
@@ -469,7 +448,7 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
             lval, win_n, stop_agreed = win[0] / win[1], int(win[1]), win[2] > 0
             if not math.isfinite(lval):
                 msg = f"The loss became {lval} at step {run.global_step} (epoch {epoch})."
-                yield _finish(run, "diverged", message=msg, advice=_advice_diverged(cfg),
+                yield _finish(run, "diverged", message=msg, advice=advice_diverged(cfg),
                               diverged_step=run.global_step)
                 return None
             now = time.perf_counter()
@@ -483,6 +462,21 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
             win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
     sums = dist.sum_(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]))
     return _EpochStats(sums[0], sums[1], int(sums[2].item()), time.perf_counter() - t_ep, t_ep)
+
+
+def _hold_at_gate(run: _Run, stop_event: threading.Event) -> None:
+    """Where the run directory holds a `gate` file (a test drives the run step by step), wait before
+    training a step beyond the number it holds, until it holds a larger one, is removed, or a stop is
+    asked. The check is one stat() per step when there is no gate."""
+    gate = run.run_dir / layout.GATE_FILE
+    while not run.dist.active and not stop_event.is_set():
+        try:
+            allowed = int(gate.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        if run.global_step < allowed or (run.run_dir / layout.STOP_FILE).exists():
+            return
+        time.sleep(0.02)
 
 
 def _batch_inputs(run: _Run, xb: torch.Tensor, yb: torch.Tensor, aug_gen: torch.Generator):
@@ -546,7 +540,7 @@ def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_ac
                       "step": run.global_step, "progress": run.global_step / max(1, run.total_steps)}
     if not math.isfinite(run.last_epoch["train_loss"]) or not math.isfinite(test_loss):
         return _finish(run, "diverged", message=f"The loss became NaN/inf in epoch {epoch}.",
-                       advice=_advice_diverged(cfg), diverged_step=run.global_step)
+                       advice=advice_diverged(cfg), diverged_step=run.global_step)
     run.log.write("epoch", run.last_epoch)
     return None
 
@@ -554,19 +548,19 @@ def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_ac
 def _checkpoint(run: _Run, epoch_done: int, partial: bool) -> Event:
     """Weights (per epoch, and last) + optimizer/RNG state, written atomically by rank 0; a checkpoint event."""
     data = {"epoch": epoch_done, "step": run.global_step, "partial": partial,
-            "path": str(run.run_dir / runs.LAST_WEIGHTS),
-            "files": ([] if partial else [runs.epoch_checkpoint_name(epoch_done)]) + [runs.LAST_WEIGHTS]}
+            "path": str(run.run_dir / layout.LAST_WEIGHTS),
+            "files": ([] if partial else [layout.epoch_checkpoint_name(epoch_done)]) + [layout.LAST_WEIGHTS]}
     if not run.dist.is_main:
         return Event("checkpoint", data)
     meta = {**run.meta, "epoch": epoch_done, "step": run.global_step, "partial": partial,
             "metrics": run.last_epoch}
     if not partial:
-        save_checkpoint(run.model, run.run_dir / runs.epoch_checkpoint_name(epoch_done), meta)
-    save_checkpoint(run.model, run.run_dir / runs.LAST_WEIGHTS, meta)
+        save_checkpoint(run.model, run.run_dir / layout.epoch_checkpoint_name(epoch_done), meta)
+    save_checkpoint(run.model, run.run_dir / layout.LAST_WEIGHTS, meta)
     _save_state(run.run_dir, run.opt, {"epochs_done": epoch_done, "global_step": run.global_step,
                                        "elapsed_s": run.elapsed(), "partial": partial}, run.device)
     if not partial:
-        runs.thin_checkpoints(run.run_dir, MAX_EPOCH_CHECKPOINTS)
+        layout.thin_checkpoints(run.run_dir, MAX_EPOCH_CHECKPOINTS)
     run.log.write("checkpoint", data)
     return Event("checkpoint", data)
 

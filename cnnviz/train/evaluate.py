@@ -113,7 +113,7 @@ def run_test_indices(n: int, limit: int | None, seed: int) -> np.ndarray:
 
 def evaluate_run(run, epoch: int | None = None, split: str = "test", limit: int | None = None,
                  device: str = "auto", progress: Callable[[float], None] | None = None) -> Evaluation:
-    """Evaluate `run` (a runs.RunInfo) at `epoch` (default: latest weights) on `split` of its dataset.
+    """Evaluate `run` (a cnnviz.runs.RunSnapshot) at `epoch` (default: latest weights) on `split` of its dataset.
 
     On the test split it scores the same images the run reported its test accuracy on (its
     `limit_test` subset, if any), prepared as the trainer prepares them; `limit` caps the count
@@ -121,11 +121,11 @@ def evaluate_run(run, epoch: int | None = None, split: str = "test", limit: int 
     when the run has no usable checkpoint; both carry user-facing messages.
     """
     from .. import data
-    from . import runs
+    from ..runs.model import load_model
     from ..device import pick_device
     from .device_data import resize_uint8
 
-    model, meta = runs.load_model(run, epoch)
+    model, meta = load_model(run, epoch)
     spec = meta.get("dataset") or run.config.get("dataset", "shapes")
     ds = data.load_dataset(spec, split)
     cfg = run.config

@@ -16,7 +16,7 @@ import pprint
 import textwrap
 from pathlib import Path
 
-from . import runs
+from ..runs import read_run
 
 _SCRIPT = '''\
 #!/usr/bin/env python3
@@ -289,7 +289,7 @@ def export_script(run_dir: Path, out: Path) -> Path:
     """Write the standalone script of the run in `run_dir` to `out`; returns `out`."""
     from .config import TrainConfig, lr_at
 
-    run = runs.load_run(Path(run_dir))
+    run = read_run(Path(run_dir))
     if not run.config:
         raise ValueError(f"{run_dir} has no config.json: not a training run.")
     cfg = TrainConfig.from_dict(run.config)
@@ -330,7 +330,7 @@ def export_checkpoint(run_dir: Path, out: Path, epoch: int | None = None) -> tup
     """
     from ..models.checkpoints import load_checkpoint, save_checkpoint
 
-    run = runs.load_run(Path(run_dir))
+    run = read_run(Path(run_dir))
     src = run.last_checkpoint if epoch is None else run.checkpoints.get(int(epoch))
     if src is None:
         raise ValueError(f"Run {run.run_id} has no checkpoint{'' if epoch is None else f' for epoch {epoch}'}.")
@@ -341,7 +341,7 @@ def export_checkpoint(run_dir: Path, out: Path, epoch: int | None = None) -> tup
     keep = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "elapsed_s")
     info = {
         "model": ckpt.meta.get("model"), "dataset": ckpt.meta.get("dataset"), "run_id": run.run_id,
-        "status": run.status, "config": run.config,
+        "status": str(run.status), "config": run.config,
         "final_metrics": {k: final.get(k) for k in keep if k in final},
         "epochs": [{k: e.get(k) for k in keep} for e in run.epochs],
         "classes": ckpt.meta.get("classes"), "mean": ckpt.meta.get("mean"), "std": ckpt.meta.get("std"),

@@ -37,21 +37,21 @@ def _meta_shape(meta: dict) -> tuple[int, int, int, int]:
 def scrub_layers(run) -> list[LayerInfo]:
     """`run`'s layers whose output is a spatial map (N, C, H, W) with H, W > 1, in forward order
     (containers such as nn.Sequential left out: their output is their last child's)."""
-    from . import runs
+    from ..runs.model import load_model
 
-    model, meta = runs.load_model(run)
+    model, meta = load_model(run)
     return [li for li in features.list_layers(model, _meta_shape(meta))
             if len(li.shape) == 4 and li.shape[2] * li.shape[3] > 1 and li.type != "Sequential"]
 
 
 def maps_at(run, epoch: int | None, layer: str, image: Image.Image) -> EpochMaps:
     """`layer`'s output for `image` with the weights saved at `epoch` of `run` (default: latest)."""
-    from . import runs
+    from ..runs.model import load_model
 
     from ..augment.labels import is_digit_dataset
     from ..images.digits import prepare_digit
 
-    model, meta = runs.load_model(run, epoch)
+    model, meta = load_model(run, epoch)
     _, c, size, _ = _meta_shape(meta)
     mean, std = meta.get("mean") or [0.5] * c, meta.get("std") or [0.5] * c
     digit = is_digit_dataset(str(meta.get("dataset") or ""), meta.get("classes"))

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import runs
+from ..runs import RunSnapshot, read_run
 
 EPOCH_SCALARS = {  # tag -> metrics.jsonl key of an "epoch" line
     "loss/train": "train_loss", "loss/test": "test_loss",
@@ -133,7 +133,7 @@ def _session_end(status: int):
     return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=smd)])
 
 
-def _scalars(writer, run: runs.RunInfo) -> None:
+def _scalars(writer, run: RunSnapshot) -> None:
     for s in run.steps:
         if _finite(s.get("loss")):
             writer.add_scalar(STEP_LOSS, float(s["loss"]), int(s.get("step", 0)), walltime=s.get("t"))
@@ -262,10 +262,10 @@ def _add_image(writer, tag: str, im, step: int, walltime: float | None = None) -
     writer.add_image(tag, np.asarray(im.convert("RGB")), step, walltime=walltime, dataformats="HWC")
 
 
-def _images(writer, run: runs.RunInfo, result: TensorBoardResult, device: str) -> None:
+def _images(writer, run: RunSnapshot, result: TensorBoardResult, device: str) -> None:
     from .evaluate import confusion_matrix, evaluate_run
 
-    step = run.finished_epochs or 0
+    step = run.epochs_done or 0
     when = float(run.epochs[-1].get("t")) if run.epochs and run.epochs[-1].get("t") else None
     try:
         ev = evaluate_run(run, device=device)
@@ -296,7 +296,7 @@ def write_run(run_dir: Path, logdir: Path, *, images: bool = True, device: str =
     """Write run `run_dir` as `logdir/<run id>/`, replacing whatever event files were there.
 
     `status` overrides the run's status read from disk (the live writer knows its run is running)."""
-    run = runs.load_run(Path(run_dir))
+    run = read_run(Path(run_dir), all_steps=True)
     if not run.config:
         raise ValueError(f"{run_dir} is not a training run (no config.json).")
     logdir = Path(logdir)

@@ -17,7 +17,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
 
 def test_runs_page_downloads_the_bundle(app_page, app_url, app_runs, artifacts, tmp_path):
-    from cnnviz.train import TrainConfig, bundle, fit, runs
+    from cnnviz.train import TrainConfig, bundle, fit
+
+    # a tiny finished run in the runs folder the app reads (CNNVIZ_RUNS, set before the server started)
+    from cnnviz import runs
 
     # a tiny finished run in the runs folder the app reads (CNNVIZ_RUNS, set before the server started)
     run_dir = app_runs / runs.new_run_id("lenet5", "shapes")

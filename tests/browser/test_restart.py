@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cnnviz.train import runs
+from cnnviz import runs
 
 from ..runtools import kill_runs_under
 from .server import CHROMIUM, CHROMIUM_ARGS, exceptions, main_text, pick_segment, running_app, wait_idle
@@ -69,7 +69,7 @@ def test_a_run_keeps_training_across_a_server_restart_and_the_new_server_shows_i
         run_dir = root / rid
         pid, start = runs.read_pid(run_dir)
         assert runs.process_alive(pid, start), "the run died with the server"
-        steps_then = len(runs.load_run(run_dir).steps)
+        steps_then = len(runs.read_run(run_dir).steps)
         with running_app(env_extra=env, timeout=120) as url:
             page.goto(f"{url}/train")
             wait_idle(page)
@@ -77,13 +77,13 @@ def test_a_run_keeps_training_across_a_server_restart_and_the_new_server_shows_i
             assert re.search(re.escape(rid) + r"\s*·\s*running", main_text(page)), main_text(page)[-1500:]
             pick_segment(page, "train_refresh", "1 s")
             before, after = _wait_progress_moves(page, rid)
-            assert len(runs.load_run(run_dir).steps) > steps_then
+            assert len(runs.read_run(run_dir).steps) > steps_then
             page.screenshot(path=str(artifacts / "browser-train-after-restart.png"), full_page=True)
             page.locator(f".st-key-train_run_{rid}").get_by_role("button", name=re.compile("Stop")).click()
             deadline = time.time() + 120
-            while time.time() < deadline and runs.load_run(run_dir).status != "stopped":
+            while time.time() < deadline and runs.read_run(run_dir).status != "stopped":
                 time.sleep(0.3)
-            assert runs.load_run(run_dir).status == "stopped"
+            assert runs.read_run(run_dir).status == "stopped"
     finally:
         context.close()
         kill_runs_under(root)

@@ -128,7 +128,10 @@ def _select_value(page, key: str) -> str:
 
 def test_runs_page_cell_click_and_scrubber(app_page, app_url, app_runs, artifacts):
     """A click on a confusion-matrix cell picks that (true, predicted) pair; the scrubber tab draws maps."""
-    from cnnviz.train import TrainConfig, fit, runs
+    from cnnviz.train import TrainConfig, fit
+
+    # a tiny finished run on disk, in the server's runs folder
+    from cnnviz import runs
 
     # a tiny finished run on disk, in the server's runs folder
     events = list(fit(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=64, device="cpu",

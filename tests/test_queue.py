@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz.train import TrainConfig, runqueue, runs, sweeps
+from cnnviz.train import TrainConfig
+from cnnviz import runs
+from cnnviz.runs import liveness
+from cnnviz.runs import queue
+from cnnviz.runs import sweeps
 
 from .runtools import runs_root, wait_for  # noqa: F401  (fixture)
 
@@ -33,49 +37,51 @@ def root(runs_root):
 
 
 def status(d: Path) -> str:
-    return runs.load_run(d).status
+    return runs.read_run(d).status
 
 
 def lines(d: Path, kind: str) -> list[dict]:
-    return [x for x in runs.read_jsonl(d / runs.METRICS_FILE) if x.get("kind") == kind]
+    text = (d / runs.METRICS_FILE).read_text() if (d / runs.METRICS_FILE).exists() else ""
+    return [x for x in map(json.loads, filter(None, text.splitlines())) if x.get("kind") == kind]
 
 
 def test_three_runs_wait_in_order_and_each_starts_when_the_one_before_ends(root):
-    dirs = [runqueue.submit(TrainConfig(**TINY, seed=i), root) for i in range(3)]
+    dirs = [queue.submit(TrainConfig(**TINY, seed=i), root) for i in range(3)]
     # one slot: the first starts at once, the others wait in order with their positions
     assert status(dirs[0]) in ("starting", "running", "finished")
-    assert [runqueue.position(d) for d in dirs[1:]] == [1, 2]
+    assert [queue.position(d) for d in dirs[1:]] == [1, 2]
     assert [status(d) for d in dirs[1:]] == ["queued", "queued"]
     # no server, no dispatcher here: each run process starts the next as it exits
     wait_for(lambda: all(status(d) == "finished" for d in dirs), "the three runs to finish")
     starts = [lines(d, "start")[0]["t"] for d in dirs]
     dones = [lines(d, "done")[-1]["t"] for d in dirs]
     assert starts[1] >= dones[0] and starts[2] >= dones[1], (starts, dones)
-    assert runqueue.entries(root) == []
+    assert queue.entries(root) == []
     for d in dirs:
         assert "started: " in (d / runs.LOG_FILE).read_text()
 
 
 def test_racing_dispatchers_never_start_one_run_twice(root, monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "50")
-    dirs = [runqueue.submit(TrainConfig(**TINY, seed=i), root, dispatch_now=False) for i in range(6)]
+    dirs = [queue.submit(TrainConfig(**TINY, seed=i), root, dispatch_now=False) for i in range(6)]
     log = root.parent / "launches.txt"
     racer = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from cnnviz.train import runqueue\n"
+        "from cnnviz.runs import queue\n"
         "def launch(run_dir, **kw):\n"
         f"    fd = os.open({str(log)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
         "    os.write(fd, (Path(run_dir).name + '\\n').encode()); os.close(fd)\n"
-        "runqueue.launch = launch\n"
-        "runqueue.dispatch()\n"
+        "    return True\n"
+        "queue.launch = launch\n"
+        "queue.dispatch()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", racer], env=env) for _ in range(4)]
     assert all(p.wait(timeout=120) == 0 for p in procs)
     launched = log.read_text().split()
     assert sorted(launched) == sorted(d.name for d in dirs)  # each exactly once
-    assert runqueue.entries(root) == []
+    assert queue.entries(root) == []
 
 
 def _wait_for_checkpoint(d: Path):
@@ -85,26 +91,26 @@ def _wait_for_checkpoint(d: Path):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
 def test_a_killed_run_shows_interrupted_and_resume_completes_it(root, sig):
     cfg = TrainConfig(**{**TINY, "epochs": 400, "limit_train": 128})
-    d = runqueue.submit(cfg, root)
+    d = queue.submit(cfg, root)
     _wait_for_checkpoint(d)
-    pid, _ = runs.read_pid(d)
+    pid, _ = liveness.read_pid(d)
     os.kill(pid, sig)
-    info = wait_for(lambda: (lambda r: r if r.status == "interrupted" else None)(runs.load_run(d)),
+    info = wait_for(lambda: (lambda r: r if r.status == "interrupted" else None)(runs.read_run(d)),
                     "the run to show interrupted")
     assert f"pid {pid}" in info.reason and "without writing a final line" in info.reason
-    assert "started: " in runs.log_tail(d)
-    done_before = info.finished_epochs
+    assert "started: " in info.log_tail()
+    done_before = info.epochs_done
     assert done_before >= 1
     resumed = TrainConfig(**{**cfg.to_dict(), "epochs": done_before + 2})
-    runqueue.submit(resumed, root, resume_run_dir=d)
+    queue.submit(resumed, root, resume_run_dir=d)
     wait_for(lambda: status(d) == "finished", "the resumed run to finish")
-    info = runs.load_run(d)
-    assert info.finished_epochs == done_before + 2
+    info = runs.read_run(d)
+    assert info.epochs_done == done_before + 2
     assert [e["epoch"] for e in info.epochs] == list(range(1, done_before + 3))
 
 
 def test_stop_file_stops_a_process_run_with_a_checkpoint(root):
-    d = runqueue.submit(TrainConfig(**{**TINY, "epochs": 400, "limit_train": 128}), root)
+    d = queue.submit(TrainConfig(**{**TINY, "epochs": 400, "limit_train": 128}), root)
     _wait_for_checkpoint(d)
     out = subprocess.run([sys.executable, "-m", "cnnviz", "stop", str(d)], cwd=ROOT, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
@@ -118,16 +124,16 @@ def test_stop_file_stops_a_process_run_with_a_checkpoint(root):
 
 
 def test_delete_and_resume_refuse_a_running_or_queued_run(root):
-    a = runqueue.submit(TrainConfig(**{**TINY, "epochs": 400, "limit_train": 128}), root)
-    b = runqueue.submit(TrainConfig(**TINY), root)
+    a = queue.submit(TrainConfig(**{**TINY, "epochs": 400, "limit_train": 128}), root)
+    b = queue.submit(TrainConfig(**TINY), root)
     wait_for(lambda: status(a) == "running", "the first run to train")
     with pytest.raises(ValueError, match="still training"):
         runs.delete_run(a)
     with pytest.raises(ValueError, match="queue"):
         runs.delete_run(b)
     with pytest.raises(ValueError, match="already training or queued"):
-        runqueue.submit(TrainConfig(**TINY), root, resume_run_dir=a)
-    assert runqueue.cancel(b) and not b.exists()  # a new run that never started leaves nothing
+        queue.submit(TrainConfig(**TINY), root, resume_run_dir=a)
+    assert queue.cancel(b) and not b.exists()  # a new run that never started leaves nothing
     runs.request_stop(a)
     wait_for(lambda: status(a) == "stopped", "the first run to stop")
 
@@ -170,12 +176,12 @@ def test_cli_queue_runs_json_and_bad_input(root):
 def test_max_runs_setting_is_checked(monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "two")
     with pytest.raises(ValueError, match="whole number"):
-        runqueue.max_runs()
+        queue.max_runs()
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "0")
     with pytest.raises(ValueError, match="at least 1"):
-        runqueue.max_runs()
+        queue.max_runs()
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "3")
-    assert runqueue.max_runs() == 3
+    assert queue.max_runs() == 3
 
 
 def test_sweep_grid_parsing_and_refusals():
@@ -193,7 +199,7 @@ def test_a_sweep_of_four_runs_completes_with_its_table(root, monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "2")
     with pytest.raises(ValueError, match="not valid"):  # nothing queued when one combination is bad
         sweeps.submit_grid({"lr": "1e-3,200"}, base=TINY, root=root)
-    assert runqueue.entries(root) == [] and runs.list_runs(root) == []
+    assert queue.entries(root) == [] and runs.list_runs(root) == []
     sweep_id, dirs = sweeps.submit_grid({"lr": "1e-3,1e-2", "batch_size": "32,64"}, base=TINY, root=root)
     assert len(dirs) == 4 and sweep_id in sweeps.sweep_ids(root)
     wait_for(lambda: all(status(d) == "finished" for d in dirs), "the sweep's runs to finish")

@@ -16,8 +16,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from . import runqueue, runs
-from .config import TrainConfig, preset_config
+from ..train.config import TrainConfig, preset_config
+from . import queue
+from .store import list_runs
 
 MAX_RUNS_PER_SWEEP = 64
 TABLE_SCORES = ("run_id", "status", "epochs_done", "test_acc", "test_loss", "train_loss", "images_per_s", "best")
@@ -88,8 +89,9 @@ def new_sweep_id() -> str:
 
 
 def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset: str | None = None,
-                nproc: int | None = None, root: Path | None = None) -> tuple[str, list[Path]]:
-    """Queue one run per combination (ValueError, nothing queued, if any is invalid)."""
+                nproc: int | None = None, root: Path | None = None,
+                owner: str | None = None) -> tuple[str, list[Path]]:
+    """Queue one run per combination, all or nothing (ValueError, nothing queued, if any is invalid)."""
     combos = expand(grid)
     base = dict(base or {})
     configs = []
@@ -104,29 +106,27 @@ def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset
         configs.append((combo, cfg))
     sweep_id = new_sweep_id()
     varying = [k for k in grid if len({repr(c[k]) for c, _ in configs}) > 1]
-    dirs = [runqueue.submit(cfg, root, nproc=nproc, dispatch_now=False,
-                            sweep={"sweep_id": sweep_id, "params": {k: combo[k] for k in varying} or combo})
-            for combo, cfg in configs]
-    runqueue.dispatch(root)
+    dirs = queue.submit_many([cfg for _, cfg in configs], root, nproc=nproc, owner=owner,
+                             sweeps=[{"sweep_id": sweep_id, "params": {k: combo[k] for k in varying} or combo}
+                                     for combo, _ in configs])
     return sweep_id, dirs
 
 
 def sweep_ids(root: Path | None = None) -> list[str]:
     """Sweep ids found under the runs root, newest first."""
-    ids = {runqueue.sweep_of(r.path).get("sweep_id") for r in runs.list_runs(root)}
-    return sorted((i for i in ids if i), reverse=True)
+    return sorted({r.sweep.get("sweep_id") for r in list_runs(root)} - {None, ""}, reverse=True)
 
 
-def table(sweep_id: str, root: Path | None = None) -> list[dict[str, Any]]:
-    """One row per run of the sweep: its swept settings, status, epochs and final scores; best first."""
+def table(sweep_id: str, root: Path | None = None, runs: list | None = None) -> list[dict[str, Any]]:
+    """One row per run of the sweep: its swept settings, status, epochs and final scores; best first
+    (`runs`: a listing already made, else `list_runs(root)`)."""
     rows = []
-    for r in runs.list_runs(root):
-        sw = runqueue.sweep_of(r.path)
-        if sw.get("sweep_id") != sweep_id:
+    for r in (runs if runs is not None else list_runs(root)):
+        if r.sweep.get("sweep_id") != sweep_id:
             continue
-        last = r.epochs[-1] if r.epochs else {}
-        rows.append({"run_id": r.run_id, **{k: v for k, v in (sw.get("params") or {}).items()},
-                     "status": r.status, "epochs_done": r.finished_epochs,
+        last = r.last_epoch
+        rows.append({"run_id": r.run_id, **dict(r.sweep.get("params") or {}),
+                     "status": str(r.status), "epochs_done": r.epochs_done,
                      "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss"),
                      "train_loss": last.get("train_loss"), "images_per_s": last.get("images_per_s")})
     rows.sort(key=lambda d: -1.0 if d["test_acc"] is None else d["test_acc"], reverse=True)

@@ -1,0 +1,33 @@
+"""The run store: everything about a training run on disk, in one place.
+
+Modules:
+- `layout`: the run directory's files, the runs root, unique run ids, stop requests, checkpoint
+  files, small JSON helpers (no torch).
+- `status_type`: `Status`, the one status type (queued, starting, running, finished, stopped, pruned,
+  diverged, error, interrupted).
+- `liveness`: pids with start times (a reused pid is not a run's).
+- `executor`: the seam a queued run is started through (`Executor`: start, alive, stop, why_ended);
+  `LocalExecutor` runs it as a process of this machine with a memory limit.
+- `status`: `decide`, the one rule that turns what a run wrote and what is alive into a status.
+- `reader`: `MetricsReader`, the one (incremental) reader of metrics.jsonl; `StepSeries`, a bounded
+  min/max-preserving step series.
+- `store`: `RunSnapshot`, `list_runs` (from each run's summary.json), `snapshot` (cached incremental
+  reads), `read_run` (a fresh full read).
+- `writer`: `RunWriter` (metrics.jsonl + summary.json, as the engine trains), `write_state`.
+- `queue`: the persistent queue (submit, submit_many, dispatch, cancel, positions), which cannot wedge.
+- `sweeps`: grids of runs sharing a sweep id, and their comparison table.
+- `model`: `load_model`, a run's weights at a saved epoch.
+- `manage`: deleting a run (confined to the runs root, refusing live runs).
+"""
+
+from .layout import (CONFIG_FILE, GATE_FILE, LAST_STATE, LAST_WEIGHTS, LAUNCHER_FILE, LOG_FILE, METRICS_FILE,
+                     PID_FILE, STOP_FILE, SUMMARY_FILE, SWEEP_FILE, epoch_checkpoint_name, request_stop, run_dirs,
+                     runs_root)
+from .manage import delete_run
+from .status_type import Status
+from .store import RunSnapshot, list_runs, read_run, snapshot, summary
+
+__all__ = ["CONFIG_FILE", "GATE_FILE", "LAST_STATE", "LAST_WEIGHTS", "LAUNCHER_FILE", "LOG_FILE", "METRICS_FILE",
+           "PID_FILE", "STOP_FILE", "SUMMARY_FILE", "SWEEP_FILE",
+           "epoch_checkpoint_name", "request_stop", "run_dirs", "runs_root", "delete_run", "Status",
+           "RunSnapshot", "list_runs", "read_run", "snapshot", "summary"]
