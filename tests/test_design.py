@@ -261,6 +261,13 @@ def test_json_round_trip_minimal_keys_and_hash():
     assert D.parse({**D.PRESETS["lenet5"], "input": [3, 28, 28]}).hash != d.hash
 
 
+def test_hashes_of_designs_saved_before_the_package_split_are_unchanged():
+    """Checkpoints record `design_hash`; these values were written by the single-module design.py, so runs
+    trained before the split still load into the same designs."""
+    assert D.preset("lenet5").hash == "d45b8fd34b65" and D.preset("resnet_small").hash == "b607fc615ca7"
+    assert D.parse(EVERYTHING).hash == "f665413b8bc2" and D.from_registry("vgg16").hash == "4926ab3221aa"
+
+
 # ---- the analytic check against real forward passes -----------------------------------------------------------
 def _random_design(rng: random.Random) -> dict:
     size = rng.choice([7, 12, 16, 23, 32])

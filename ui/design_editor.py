@@ -314,7 +314,7 @@ def render() -> None:
     m1.metric(f"Parameters{upto}", f"{analysis.total_params:,}")
     m2.metric(f"FLOPs{upto}", _fmt(analysis.total_flops), help="per image; 1 multiply-add = 2 FLOPs")
     m3.metric(f"MACs{upto}", _fmt(analysis.total_flops // 2))
-    ma.metric(f"Activations{upto}", _fmt_bytes(mem.total),
+    ma.metric(f"Activations per image{upto}", _fmt_bytes(mem.total),
               help=f"float32 outputs of the layers for one image (the largest: {_fmt_bytes(mem.largest)}); a "
                    f"training step keeps about this times the batch size for the backward pass (batch {batch}: "
                    f"{_fmt_bytes(at_batch.total)}).")
