@@ -261,6 +261,13 @@ def test_json_round_trip_minimal_keys_and_hash():
     assert D.parse({**D.PRESETS["lenet5"], "input": [3, 28, 28]}).hash != d.hash
 
 
+def test_hashes_of_designs_saved_before_the_package_split_are_unchanged():
+    """Checkpoints record `design_hash`; these values were written by the single-module design.py, so runs
+    trained before the split still load into the same designs."""
+    assert D.preset("lenet5").hash == "d45b8fd34b65" and D.preset("resnet_small").hash == "b607fc615ca7"
+    assert D.parse(EVERYTHING).hash == "f665413b8bc2" and D.from_registry("vgg16").hash == "4926ab3221aa"
+
+
 # ---- the analytic check against real forward passes -----------------------------------------------------------
 def _random_design(rng: random.Random) -> dict:
     size = rng.choice([7, 12, 16, 23, 32])
@@ -326,6 +333,45 @@ def test_shapes_params_and_flops_agree_with_pytorch_on_random_designs():
         assert [sum(p.numel() for p in m.parameters()) for m in model.children()] == [r.params for r in a.rows]
         assert (s.total_params, s.total_flops) == (a.total_params, a.total_flops), spec
     assert built > 100 and refused > 15  # both paths were exercised (130 and 20 with this seed)
+
+
+def _forward_activation_bytes(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """Bytes of each child's output in a real forward pass."""
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, o: sizes.append(o.numel() * o.element_size()))
+             for m in model.children()]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+@pytest.mark.parametrize("spec, classes, channels, batch", [(D.PRESETS["lenet5"], 10, None, 3),
+                                                            (D.PRESETS["resnet_small"], 7, 1, 2),
+                                                            (EVERYTHING, 5, None, 4)])
+def test_activation_memory_is_the_real_forward_pass_tensor_sizes(spec, classes, channels, batch):
+    a = D.check(spec, classes, channels)
+    mem = D.activation_memory(a, batch)  # from the checked shapes: nothing built
+    x = torch.randn(batch, *a.input_shape, generator=torch.Generator().manual_seed(0))
+    real = _forward_activation_bytes(models.from_design(spec, classes, channels), x)
+    assert x.dtype == torch.float32 and list(mem.per_layer) == real
+    assert (mem.largest, mem.total, mem.batch_size) == (max(real), sum(real), batch)
+    assert a.activations.total * batch == mem.total and [r.out_bytes for r in a.rows] == [b // batch for b in real]
+
+
+def test_activation_memory_of_lenet5_and_of_a_design_too_big_to_build():
+    a = D.check(D.PRESETS["lenet5"])
+    # conv1 16x28x28, pool1 16x14x14, conv2 32x10x10, pool2 32x5x5, flatten 800, fc1 32, relu 32, fc2 10 values
+    values = [12_544, 3_136, 3_200, 800, 800, 32, 32, 10]
+    assert D.activation_memory(a, 128).per_layer == tuple(4 * 128 * v for v in values)
+    assert a.activations.largest == 4 * 12_544 and a.activations.total == 4 * sum(values)
+    big = D.check({"input": [3, 512, 512], "layers": [{"type": "conv2d", "out_channels": 64, "kernel_size": 3},
+                                                       {"type": "flatten"}, {"type": "linear", "out_features": 4096}]})
+    assert big.problem.index == 2  # over the parameter cap: counted, not allocated
+    assert D.activation_memory(big, 64).per_layer == (64 * 4 * 64 * 510 * 510,) * 2 + (64 * 4 * 4096,)
+    with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1"):
+        D.activation_memory(a, 0)
 
 
 @pytest.mark.parametrize("layer, size", [({"type": "conv2d", "out_channels": 4, "kernel_size": 9}, 8),

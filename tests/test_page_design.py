@@ -54,6 +54,9 @@ def test_lenet5_preset_table_totals_and_code(designs):
     assert list(table["output"]) == ["16 x 28 x 28", "16 x 14 x 14", "32 x 10 x 10", "32 x 5 x 5", "800", "32", "32",
                                      "10"]
     assert table["parameters"].sum() == 40_010 and set(table["status"]) == {"✔ ok"}
+    values = [16 * 28 * 28, 16 * 14 * 14, 32 * 10 * 10, 32 * 5 * 5, 800, 32, 32, 10]  # float32 outputs, one image
+    assert list(table["activation (bytes)"]) == [4 * v for v in values]
+    assert _metric(at, "Activations per image") == f"{4 * sum(values) / 1024:.1f} KiB" == "80.3 KiB"
     assert _metric(at, "Parameters") == "40,010" and _metric(at, "Output") == "10"
     assert _metric(at, "Check") == "✔ builds"
     assert any("Checked by a real forward pass" in c.value and "40,010 parameters, 4,493,440 FLOPs: the same as the "

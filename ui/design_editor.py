@@ -12,11 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from cnnviz.models import design as D
+from cnnviz.train.config import TrainConfig
 from ui.layout import user_error
 
 K_LAYERS, K_NEXT, K_MSG = "des_layers", "des_next", "des_msg"
 K_NAME, K_C, K_SIZE, K_CLASSES = "des_name", "des_in_c", "des_in_size", "des_classes"
 K_KEEP = "des_keep"  # the four values above, kept apart: Streamlit drops widget state on other pages
+TRAIN_BATCH = TrainConfig().batch_size  # the Train page's default, for the activation-memory figure
 LABELS = {"out_channels": "out channels", "kernel_size": "kernel", "out_features": "out features",
           "in_features": "in (0 = auto)", "in_channels": "in channels (0 = auto)",
           "num_features": "num features (0 = auto)", "negative_slope": "negative slope", "output_size": "output size",
@@ -29,6 +31,13 @@ def _fmt(n: float) -> str:
         if abs(n) >= k:
             return f"{n / k:.2f} {unit}"
     return f"{n:.0f}"
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, k in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{n} B"
 
 
 # ---- state ----------------------------------------------------------------------------------------
@@ -299,10 +308,16 @@ def render() -> None:
     st.subheader("Shapes, parameters and FLOPs", divider="gray")
     good = sum(r.problem is None for r in analysis.rows)  # layers that passed, counted in the totals
     upto = "" if analysis.ok or good == len(design.layers) else f" (layers 1-{good})" if good else " (none yet)"
-    m1, m2, m3, m4, m5 = st.columns(5)
+    mem, batch = analysis.activations, TRAIN_BATCH  # from the checked shapes: nothing is built
+    at_batch = D.activation_memory(analysis, batch)
+    m1, m2, m3, ma, m4, m5 = st.columns(6)
     m1.metric(f"Parameters{upto}", f"{analysis.total_params:,}")
     m2.metric(f"FLOPs{upto}", _fmt(analysis.total_flops), help="per image; 1 multiply-add = 2 FLOPs")
     m3.metric(f"MACs{upto}", _fmt(analysis.total_flops // 2))
+    ma.metric(f"Activations per image{upto}", _fmt_bytes(mem.total),
+              help=f"float32 outputs of the layers for one image (the largest: {_fmt_bytes(mem.largest)}); a "
+                   f"training step keeps about this times the batch size for the backward pass (batch {batch}: "
+                   f"{_fmt_bytes(at_batch.total)}).")
     m4.metric("Output", " x ".join(map(str, analysis.output_shape)) if analysis.ok else "-",
               help=None if analysis.ok else "The design does not build yet.")
     bad = analysis.problem
@@ -318,18 +333,23 @@ def render() -> None:
         table.append({"#": i + 1, "layer": row.name if row else "", "type": D.LAYERS[layer["type"]].cls,
                       "input": " x ".join(map(str, row.in_shape)) if row else "",
                       "output": row.shape_text if row else "", "parameters": row.params if row else None,
-                      "FLOPs": row.flops if row else None, "status": status})
+                      "FLOPs": row.flops if row else None,
+                      "activation (bytes)": row.out_bytes if row and row.out_shape else None, "status": status})
     if table:
         st.dataframe(pd.DataFrame(table), hide_index=True, key="des_table", width="stretch",
                      height=min(460, 35 * (len(table) + 1) + 3),
                      column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                    "FLOPs": st.column_config.NumberColumn(format="localized")})
+                                    "FLOPs": st.column_config.NumberColumn(format="localized"),
+                                    "activation (bytes)": st.column_config.NumberColumn(
+                                        format="localized", help="float32 bytes of the layer's output, one image")})
     first_bad = analysis.problem
     st.caption(f"Worked out layer by layer with PyTorch's own size formulas for a {classes}-class model and a "
                f"{' x '.join(map(str, analysis.input_shape))} input: {analysis.total_params:,} parameters and "
                f"{analysis.total_flops:,} FLOPs (1 multiply-add = 2 FLOPs) over the {len(analysis.rows)} layers "
-               "checked" + (f"; the first problem: {first_bad.message}" if first_bad else
-                            f", output {' x '.join(map(str, analysis.output_shape))}") + ".")
+               f"checked, whose outputs take {mem.total:,} bytes per image in float32 (the largest "
+               f"{mem.largest:,}; {_fmt_bytes(at_batch.total)} at batch {batch})"
+               + (f"; the first problem: {first_bad.message}" if first_bad else
+                  f", output {' x '.join(map(str, analysis.output_shape))}") + ".")
     if analysis.ok:
         summ = _forward_check(design.to_json(None), classes, analysis.in_channels)
         same = (summ.total_params, summ.total_flops, summ.output_shape[1:]) == \

@@ -5,8 +5,9 @@
   architectures.
 - `checkpoints`: safetensors weights with cnnviz metadata, written atomically, loaded safely
   (`load_checkpoint`, `load_into`, `save_checkpoint`).
-- `design`: your own CNN as validated JSON, checked shape by shape (`check`), built (`from_design`) and
-  written as plain PyTorch (`to_code`); saved designs are models named `design:NAME.json`.
+- `design/`: your own CNN as validated JSON, checked shape by shape (`check`), built (`from_design`) and
+  written as plain PyTorch (`to_code`); saved designs are models named `design:NAME.json`. A package:
+  the layer table, parsing, shapes, building, code generation, presets, storage (its docstring lists them).
 
 Registered: the tutorial's `lenet5`, ResNets built from its ResBlk (`resnet_small`,
 `resnet18_cifar`) and torchvision's classics (`alexnet`, `vgg11`, `vgg16`, `googlenet`,

@@ -1,0 +1,118 @@
+"""Design files: designs are saved under `$CNNVIZ_DESIGNS` (default `./designs`), atomically, one layer per
+line; `design:NAME.json` names a saved design wherever a registry name works. Paths outside the designs folder
+and the current folder are refused; a file is re-read only when it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..checkpoints import atomic_write_bytes
+from .parsing import Design, parse
+from .schema import MAX_JSON_CHARS
+from .shapes import check
+
+__all__ = ["PREFIX", "designs_root", "is_design_name", "resolve_path", "load_file", "stamp", "file_name", "save",
+           "design_names"]
+
+PREFIX = "design:"
+
+
+def designs_root() -> Path:
+    """Where designs are saved: $CNNVIZ_DESIGNS, else ./designs."""
+    return Path(os.environ.get("CNNVIZ_DESIGNS") or "designs")
+
+
+def is_design_name(name: Any) -> bool:
+    return isinstance(name, str) and name.startswith(PREFIX)
+
+
+def resolve_path(ref: str) -> Path:
+    """The file of `design:REF` (or REF): under the designs folder, else as given; refused outside
+    the designs folder and the current folder (one-line ValueError)."""
+    ref = ref[len(PREFIX):] if is_design_name(ref) else ref
+    if not ref or not ref.endswith(".json") or "\x00" in ref:
+        raise ValueError(f"A design is a .json file: 'design:NAME.json'; got {ref[:80]!r}.")
+    root = designs_root()
+    p = Path(ref).expanduser()
+    candidates = [p] if p.is_absolute() else [root / p, p]
+    allowed = [root.resolve(), Path.cwd().resolve()]
+    for c in candidates:
+        real = c.resolve()
+        if not any(real == a or a in real.parents for a in allowed):
+            continue
+        if real.is_file():
+            return real
+    for c in candidates:
+        real = c.resolve()
+        if not any(real == a or a in real.parents for a in allowed):
+            raise ValueError(f"Design {ref[:80]!r} is outside the designs folder ({root}) and the current folder; "
+                             "move it into the designs folder (or set CNNVIZ_DESIGNS).")
+    raise ValueError(f"No design file {ref[:80]!r} in {root} or the current folder.")
+
+
+_FILE_CACHE: dict[Path, tuple[tuple[int, int], Design]] = {}
+
+
+def stamp(name: str) -> str:
+    """The hash of design `name`'s current file ("" for registry names and unreadable files): a cache key part
+    that changes when the design is saved again with other layers."""
+    if not is_design_name(name):
+        return ""
+    try:
+        return load_file(name).hash
+    except (ValueError, OSError):
+        return ""
+
+
+def load_file(ref: str | Path) -> Design:
+    """Read and validate a design file (`design:NAME.json`, a name under the designs folder, or a path)."""
+    p = resolve_path(str(ref))
+    st = p.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _FILE_CACHE.get(p)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    if st.st_size > MAX_JSON_CHARS * 4:
+        raise ValueError(f"{p.name} is too large for a design ({st.st_size:,} bytes).")
+    try:
+        design = parse(p.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{p.name}: {exc}") from None
+    _FILE_CACHE[p] = (stamp, design)
+    return design
+
+
+def file_name(name: str) -> str:
+    """The file a design called `name` is saved as: 'My net 2' -> 'my-net-2.json'."""
+    slug = re.sub(r"[^a-z0-9_]+", "-", name.lower()).strip("-")
+    return (slug or "design")[:60] + ".json"
+
+
+def save(spec: Any, num_classes: int = 10, folder: Path | None = None) -> Path:
+    """Save a design that builds (checked with `num_classes`) under the designs folder, atomically; returns the path."""
+    analysis = check(spec, num_classes)
+    if not analysis.ok:
+        raise ValueError(f"Not saved: {analysis.problem.message}")
+    folder = Path(folder) if folder is not None else designs_root()
+    path = folder / file_name(analysis.design.name)
+    atomic_write_bytes(path, analysis.design.to_json().encode())
+    return path
+
+
+def design_names() -> list[str]:
+    """Model names ('design:NAME.json') of the valid designs saved in the designs folder, sorted."""
+    root = designs_root()
+    if not root.is_dir():
+        return []
+    out = []
+    for p in sorted(root.glob("*.json")):
+        try:
+            load_file(str(p))
+        except (ValueError, OSError):  # a broken or foreign file: not offered
+            continue
+        out.append(PREFIX + p.name)
+    return out
