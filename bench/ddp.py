@@ -40,10 +40,9 @@ def train(run_dir: Path, args: argparse.Namespace, nproc: int) -> dict:
     wall = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"run failed ({nproc} process(es)):\n{out.stderr[-3000:]}")
-    lines = runs.read_jsonl(run_dir / runs.METRICS_FILE)
-    epochs = [x for x in lines if x.get("kind") == "epoch"]
-    return {"wall_s": wall, "images_per_s": epochs[-1]["images_per_s"], "test_acc": epochs[-1]["test_acc"],
-            "steps": [(x["step"], x["loss"]) for x in lines if x.get("kind") == "step"]}
+    run = runs.read_run(run_dir, all_steps=True)
+    return {"wall_s": wall, "images_per_s": run.last_epoch["images_per_s"], "test_acc": run.last_epoch["test_acc"],
+            "steps": [(x["step"], x["loss"]) for x in run.steps]}
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The Train page's live path on the lent device: a run started as the page starts one (a queued
-process), watched for a few seconds through the snapshot the page reads (RunWatch), then stopped.
+process), watched for a few seconds through the snapshot the page reads (`cnnviz.runs.snapshot`), then stopped.
 
     python bench/gpu_live.py [--device cuda] [--seconds 20] [--out live.json]
 
@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 from cnnviz.train import TrainConfig  # noqa: E402
 from cnnviz import runs  # noqa: E402
 from cnnviz.runs import queue  # noqa: E402
-from cnnviz.train.watch import RunWatch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,28 +36,28 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = TrainConfig(model=args.model, dataset="shapes", epochs=200, batch_size=256, device=args.device,
                       limit_train=8192, limit_test=1024)
     run_dir = queue.submit(cfg, root)
-    watch, seen, end = RunWatch(run_dir), [], time.monotonic() + 120
+    seen, end = [], time.monotonic() + 120
     while time.monotonic() < end:  # wait for training to start (data load, CUDA init)
-        snap = watch.snapshot()
-        if snap["steps"] or snap["status"] not in ("queued", "starting", "running"):
+        snap = runs.snapshot(run_dir)
+        if snap.steps or snap.status not in ("queued", "starting", "running"):
             break
         time.sleep(0.5)
     t_end = time.monotonic() + args.seconds
-    while time.monotonic() < t_end and snap["status"] == "running":
+    while time.monotonic() < t_end and snap.status == "running":
         time.sleep(2.0)
-        snap = watch.snapshot()
-        last = snap["steps"][-1] if snap["steps"] else {}
-        row = {"status": snap["status"], "device": snap["device"], "memory": snap["memory"],
-               "images_per_s": last.get("images_per_s"), "progress": snap["progress"], "steps": len(snap["steps"])}
+        snap = runs.snapshot(run_dir)
+        last = snap.last_step
+        row = {"status": str(snap.status), "device": snap.device, "memory": snap.memory,
+               "images_per_s": last.get("images_per_s"), "progress": snap.progress, "steps": snap.steps_logged}
         seen.append(row)
         print(json.dumps(row), flush=True)
     runs.request_stop(run_dir)
     end = time.monotonic() + 60
-    while time.monotonic() < end and watch.snapshot()["status"] in ("running", "starting"):
+    while time.monotonic() < end and runs.snapshot(run_dir).status in ("running", "starting"):
         time.sleep(0.5)
-    final = watch.snapshot()
-    out = {"run_dir": str(run_dir), "final_status": final["status"], "snapshots": seen,
-           "log_tail": runs.log_tail(run_dir, 5) if final["status"] != "stopped" else ""}
+    final = runs.snapshot(run_dir)
+    out = {"run_dir": str(run_dir), "final_status": str(final.status), "snapshots": seen,
+           "log_tail": runs.layout.log_tail(run_dir, 5) if final.status != "stopped" else ""}
     print(json.dumps({k: v for k, v in out.items() if k != "snapshots"}))
     if args.out:
         args.out.write_text(json.dumps(out, indent=2))

@@ -8,8 +8,8 @@
 2. cnnviz.train.fit: the same model, data, batch size, optimizer and lr, one epoch, with
    channels_last (and once without), data already decoded on the device (the one-time
    decode/cache load is reported separately).
-3. Throughput of the trainer through the CLI (subprocess) vs a background Job polled every
-   0.5 s from another thread (the Training page's pattern).
+3. Throughput of the trainer through the CLI (subprocess) vs a queued run process polled every
+   0.5 s from this process (what the Train page does).
 
 Wall time per epoch = train + test. Prints one table and a JSON line. Timings on a shared
 machine are noisy: run it when the machine is quiet and read the ratios, not the absolutes.
@@ -99,24 +99,25 @@ def cli_throughput(data: Path) -> float:
     return json.loads(p.stdout.strip().splitlines()[-1])["images_per_s"]
 
 
-def polled_job_throughput(data: Path) -> float:
-    """images/s of one epoch in a background Job while another thread polls snapshot() every 0.5 s."""
-
+def polled_run_throughput(data: Path) -> float:
+    """images/s of one epoch in a queued run process while this process reads its snapshot every 0.5 s
+    (what the Train page's live view does)."""
+    from cnnviz import runs
+    from cnnviz.runs import queue
 
     cfg = TrainConfig(model="lenet5", dataset=f"folder:{data}", batch_size=128, lr=1e-3, optimizer="adam",
                       epochs=1, device="cpu", seed=0, channels_last=True)
-    job = jobs.start_job(cfg)
+    run_dir = queue.submit(cfg)
     polls = 0
-    while job.is_alive():
-        snap = job.snapshot()
+    snap = runs.snapshot(run_dir)
+    while snap.alive:
         polls += 1
-        _ = (len(snap["steps"]), snap["progress"], snap["eta_s"])
         time.sleep(0.5)
-    snap = job.snapshot()
-    if snap["status"] != "finished":
-        raise RuntimeError(f"job ended {snap['status']}: {snap['error']}")
-    print(f"  (job polled {polls} times)")
-    return snap["epochs"][-1]["images_per_s"]
+        snap = runs.snapshot(run_dir)
+    if snap.status != "finished":
+        raise RuntimeError(f"run ended {snap.status}: {snap.error or snap.reason}")
+    print(f"  (run polled {polls} times)")
+    return snap.last_epoch["images_per_s"]
 
 
 def main() -> None:
@@ -147,9 +148,9 @@ def main() -> None:
         print("reference loop (DataLoader + per-image PIL transforms) ...", flush=True)
         res["reference"] = reference_epoch(data)
         print(f"  {res['reference']}")
-    print("throughput: CLI vs a polled background Job ...", flush=True)
+    print("throughput: CLI vs a polled queued run process ...", flush=True)
     res["cli_images_per_s"] = cli_throughput(data)
-    res["job_images_per_s"] = polled_job_throughput(data)
+    res["polled_images_per_s"] = polled_run_throughput(data)
     print()
     print(f"{'':34s} {'epoch (train+test) s':>21s} {'test acc':>9s} {'train img/s':>12s}")
     rows = [("reference (tutorial loop)", res.get("reference")), ("cnnviz, channels_last", res["cnnviz_cl"]),
@@ -163,9 +164,9 @@ def main() -> None:
         res["speedup"] = ref / res["cnnviz"]["epoch_s"]
         print(f"speed-up per epoch: {res['speedup_cl']:.2f}x (channels_last), {res['speedup']:.2f}x (contiguous);"
               f" cnnviz's data load {res['cnnviz_cl']['load_s']:.1f} s is paid once per run, not per epoch")
-    ratio = res["job_images_per_s"] / res["cli_images_per_s"]
-    res["job_vs_cli"] = ratio
-    print(f"throughput: CLI {res['cli_images_per_s']:.0f} img/s, polled Job {res['job_images_per_s']:.0f} img/s"
+    ratio = res["polled_images_per_s"] / res["cli_images_per_s"]
+    res["polled_vs_cli"] = ratio
+    print(f"throughput: CLI {res['cli_images_per_s']:.0f} img/s, polled run {res['polled_images_per_s']:.0f} img/s"
           f" -> {100 * (ratio - 1):+.1f}%")
     print("NOTE: 2 CPU cores shared with other users; figures are noisy.")
     print(json.dumps(res))

@@ -18,6 +18,7 @@ from cnnviz.device import available_devices
 from cnnviz.runs import LAST_WEIGHTS, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
 from cnnviz.runs import snapshot as run_snapshot
 from cnnviz.runs import sweeps
+from cnnviz.runs.limits import Limits
 from cnnviz.train import PRESETS, TrainConfig
 from ui.layout import error_line, page_header
 from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
@@ -35,6 +36,13 @@ STATUS_ICON = {"starting": ":material/hourglass_top:", "running": ":blue[:materi
                "pruned": ":orange[:material/content_cut:]", "diverged": ":red[:material/warning:]",
                "error": ":red[:material/error:]", "interrupted": ":orange[:material/pause_circle:]",
                "queued": ":material/schedule:"}
+
+
+def visitor() -> str:
+    """Who is acting, for the per-visitor limits: this browser session (the signed-in user, with sign-in)."""
+    import secrets
+
+    return st.session_state.setdefault("cnnviz_visitor", "session-" + secrets.token_hex(8))
 
 
 def key(name: str) -> str:
@@ -120,7 +128,7 @@ def config_from_form() -> TrainConfig:
 def field_widget(col, name: str, opts: dict[str, list]) -> None:
     """One TrainConfig field's widget, chosen from its type and metadata."""
     f = FIELDS[name]
-    label, help_ = name.replace("_", " ").capitalize(), f.metadata.get("help")
+    label, help_ = f.metadata.get("label") or name.replace("_", " ").capitalize(), f.metadata.get("help")
     if name in ("lr", "batch_size"):
         col.select_slider(label, opts[name], key=key(name), help=help_, format_func=lambda v: f"{v:g}")
     elif name in opts:
@@ -131,7 +139,7 @@ def field_widget(col, name: str, opts: dict[str, list]) -> None:
     else:
         low, high = f.metadata.get("low"), f.metadata.get("high")
         if name.startswith("limit_"):
-            label, low = label + " (0 = all)", 0
+            low = 0  # 0 = all (None)
         is_int = str(f.type).startswith("int")
         col.number_input(label, min_value=int(low) if is_int else float(low), max_value=int(high) if is_int
                          else float(high), step=1 if is_int else None, key=key(name), help=help_,
@@ -190,10 +198,11 @@ def start(n_gpus: int) -> None:
     try:
         grid = sweep_grid()
         if grid:
-            sweep_id, dirs = sweeps.submit_grid(grid, base=cfg.to_dict(), nproc=nproc)
+            sweep_id, dirs = sweeps.submit_grid(grid, base=cfg.to_dict(), nproc=nproc, visitor=visitor(),
+                                                limits=Limits.from_env())
             st.toast(f"Sweep {sweep_id}: {len(dirs)} runs queued", icon=":material/grid_view:")
             return
-        run_dir = queue.submit(cfg, nproc=nproc)
+        run_dir = queue.submit(cfg, nproc=nproc, visitor=visitor(), limits=Limits.from_env())
     except (ValueError, OSError) as exc:
         error_line("Not started", exc)
         return
@@ -222,12 +231,13 @@ def resume_box(snap: RunSnapshot, row) -> None:
     rid, done = snap.run_id, snap.epochs_done
     with row.popover("Resume", icon=":material/play_arrow:"):
         total = st.number_input("Train until epoch", min_value=max(1, done + (snap.status == Status.FINISHED)),
-                                max_value=int(FIELDS["epochs"].metadata["high"]),
+                                max_value=Limits.from_env().max_epochs or int(FIELDS["epochs"].metadata["high"]),
                                 value=max(int(snap.config.get("epochs", 1)), done + 1), step=1,
                                 key=f"train_resume_ep_{rid}")
         if st.button("Resume from the last checkpoint", key=f"train_resume_{rid}", type="primary"):
             try:
-                queue.submit(TrainConfig.from_dict({**snap.config, "epochs": int(total)}), resume_run_dir=snap.run_dir)
+                queue.submit(TrainConfig.from_dict({**snap.config, "epochs": int(total)}), resume_run_dir=snap.run_dir,
+                             visitor=visitor(), limits=Limits.from_env())
                 st.rerun()
             except ValueError as exc:
                 error_line("Can't resume", exc)

@@ -84,3 +84,16 @@ def append(run_dir: Path, lines: list[dict]) -> None:
     with open(run_dir / runs.METRICS_FILE, "a") as f:
         for x in lines:
             f.write(json.dumps({"t": time.time(), **x}) + "\n")
+
+
+def train_run(root: Path, cfg: TrainConfig) -> Path:
+    """Train `cfg` to the end in this process (`fit`, as a notebook does) into a new run under `root`."""
+    from cnnviz.runs.layout import new_run_dir
+    from cnnviz.train import fit
+
+    run_dir = new_run_dir(cfg.model, cfg.dataset, root)
+    last = None
+    for ev in fit(cfg, run_dir=run_dir):
+        last = ev
+    assert last is not None and last.kind == "done" and last.data.get("status") == "finished", last
+    return run_dir

@@ -284,11 +284,8 @@ def _shapes_run_module(tmp_path_factory):
     from cnnviz.train import TrainConfig
 
     root = tmp_path_factory.mktemp("fm-runs")
-    job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                     limit_train=256, limit_test=64), runs_root=root)
-    job.join(300)
-    assert job.snapshot()["status"] == "finished"
-    return Path(job.run_dir)
+    return train_run(root, TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
+                                       limit_train=256, limit_test=64))
 
 
 @pytest.fixture

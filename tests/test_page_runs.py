@@ -14,6 +14,7 @@ from cnnviz import runs
 from cnnviz.train import TrainConfig
 
 from .pagetest import open_page, page_path
+from .runtools import train_run
 
 PAGE = page_path("runs")
 
@@ -24,11 +25,8 @@ def _made_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs-page")
     made = []
     for seed in (0, 1):
-        job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                         seed=seed, limit_train=256, limit_test=120), runs_root=root)
-        job.join(300)
-        assert job.snapshot()["status"] == "finished"
-        made.append(job.run_id)
+        made.append(train_run(root, TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32,
+                                                device="cpu", seed=seed, limit_train=256, limit_test=120)).name)
     return root, made
 
 
@@ -153,11 +151,8 @@ def digit_runs(tmp_path_factory):
     made = {}
     try:
         for aug in ("tutorial-mnist", "digit-safe"):
-            job = jobs.start_job(TrainConfig(model="lenet5", dataset="digits", augment=aug, epochs=1, batch_size=64,
-                                             device="cpu", limit_train=512, limit_test=100))
-            job.join(180)
-            assert job.snapshot()["status"] == "finished"
-            made[aug] = job.run_id
+            made[aug] = train_run(root, TrainConfig(model="lenet5", dataset="digits", augment=aug, epochs=1,
+                                                    batch_size=64, device="cpu", limit_train=512, limit_test=100)).name
     finally:
         if old is None:
             os.environ.pop("CNNVIZ_RUNS", None)

@@ -4,7 +4,7 @@
   run waits in the queue with its position and can be cancelled; Stop ends a run with a checkpoint;
 - an interrupted run (its process killed) says why, shows its log and resumes from its checkpoint;
 - live views are checked on run directories written by the test (a live "trainer" is a sleeping
-  process): the status follows every line, the charts hold their data between chart redraws.
+  process): status and charts follow every line appended to its metrics.
 
 Each test has its own runs folder; every process a test started is killed when it ends. Waits are
 for conditions on the run directories, never fixed sleeps.
@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz.train import TrainConfig, fit
 from cnnviz import runs
+from cnnviz.runs import liveness
 from cnnviz.runs import queue
 
 from .pagetest import open_page, page_path
@@ -38,7 +39,7 @@ def _page() -> AppTest:
 
 def _tiny(at: AppTest, **kw) -> None:
     """Preset the form (a form's widgets only take effect on submit, like a user's typing)."""
-    vals = {"train_model": "lenet5", "train_dataset": "shapes", "train_epochs": 1, "train_batch": 32,
+    vals = {"train_model": "lenet5", "train_dataset": "shapes", "train_epochs": 1, "train_batch_size": 32,
             "train_device": "cpu", "train_limit_train": 192, "train_limit_test": 64, **kw}
     for k, v in vals.items():
         at.session_state[k] = v
@@ -73,7 +74,7 @@ def test_page_renders_the_form_and_trains_nothing(runs_root):  # noqa: F811
     assert "lenet5 (LeNet)" in at.selectbox(key="train_model").options
     assert "shapes" in at.selectbox(key="train_dataset").options
     assert "auto" in at.selectbox(key="train_device").options
-    for key in ("train_sweep_lr", "train_sweep_batch", "train_sweep_optimizer", "train_sweep_augment",
+    for key in ("train_sweep_lr", "train_sweep_batch_size", "train_sweep_optimizer", "train_sweep_augment",
                 "train_sweep_model"):
         assert at.multiselect(key=key).value == []
     assert runs.run_dirs() == [] and queue.entries() == []
@@ -118,7 +119,7 @@ def test_start_runs_a_process_that_streams_to_finished_with_charts():
     _tiny(at)
     d = _start(at)
     assert (d / runs.LAUNCHER_FILE).is_file()  # its own process, not a thread of this one
-    assert runs.read_pid(d, runs.LAUNCHER_FILE)[0] != __import__("os").getpid()
+    assert liveness.read_launcher(d)["pid"] != __import__("os").getpid()
     wait_for(lambda: _status(d) == "finished", "the run to finish")
     at.run()
     assert not at.exception
@@ -162,7 +163,7 @@ def test_an_interrupted_run_says_why_shows_its_log_and_resumes(runs_root):  # no
     gone = sleeper()
     gone.kill()
     gone.wait()
-    (d / runs.PID_FILE).write_text(f"{gone.pid} {runs.process_start_time(__import__('os').getpid())}")
+    (d / runs.PID_FILE).write_text(f"{gone.pid} {liveness.process_start_time(__import__('os').getpid())}")
     (d / runs.LOG_FILE).write_text("epoch 1: ...\nKilled\n")
     at = _page()
     assert "interrupted" in _header(at, d.name)
@@ -191,7 +192,7 @@ def _loss_captions(at: AppTest, rid: str) -> list[str]:
     return [c.value for c in at.caption if "steps logged" in c.value]
 
 
-def test_live_view_follows_every_line_and_charts_hold_between_redraws(runs_root):  # noqa: F811
+def test_live_view_follows_every_line_in_status_and_charts(runs_root):  # noqa: F811
     trainer = sleeper()
     try:
         d = fake_run(runs_root, "20261130-120000-lenet5-shapes-live",
@@ -199,18 +200,18 @@ def test_live_view_follows_every_line_and_charts_hold_between_redraws(runs_root)
                      [{"kind": "step", "step": i, "epoch": 1, "loss": 2.3 - i / 100, "lr": 1e-3, "progress": i / 100,
                        "images_per_s": 1000.0, "elapsed_s": float(i)} for i in range(1, 6)],
                      config=TrainConfig(epochs=1, device="cpu").to_dict(), pid=trainer)
-        # refresh every 30 s: the charts renew every 90 s, far longer than this test's reruns take
-        at = open_page(PAGE, timeout=60, state={"train_refresh": 30})
+        at = open_page(PAGE, timeout=60)
         assert "running" in _header(at, d.name)
         assert any("5 steps logged" in c for c in _loss_captions(at, d.name))
         assert any(m.label == "Loss (last step)" and m.value == "2.250" for m in at.metric)
+        progress = [p.proto.text for p in at.get("progress")]
+        assert any("step 5" in t for t in progress)
         append(d, [{"kind": "step", "step": i, "epoch": 1, "loss": 2.3 - i / 100, "lr": 1e-3, "progress": i / 100,
                     "images_per_s": 1000.0, "elapsed_s": float(i)} for i in range(6, 21)])
         at.run()
         assert not at.exception
         assert any(m.label == "Loss (last step)" and m.value == "2.100" for m in at.metric)  # the status moved
-        assert any("5 steps logged" in c for c in _loss_captions(at, d.name))             # the charts held
-        assert not any("20 steps logged" in c for c in _loss_captions(at, d.name))
+        assert any("20 steps logged" in c for c in _loss_captions(at, d.name))            # and the charts
         append(d, [{"kind": "epoch", "epoch": 1, "train_loss": 2.2, "train_acc": 0.2, "test_loss": 2.1,
                     "test_acc": 0.25, "progress": 1.0}, {"kind": "done", "status": "finished"}])
         trainer.kill()
@@ -218,21 +219,29 @@ def test_live_view_follows_every_line_and_charts_hold_between_redraws(runs_root)
         at.run()
         assert not at.exception
         assert "finished" in _header(at, d.name)
-        assert any("20 steps logged" in c for c in _loss_captions(at, d.name))  # the ended run shows it all
+        assert any("20 steps logged" in c for c in _loss_captions(at, d.name))
     finally:
         trainer.kill()
+
+
+def test_the_refresh_choice_sets_the_status_and_chart_periods():
+    from ui.live import chart_seconds, describe_refresh, refresh_seconds
+
+    assert refresh_seconds(None) == 1 and chart_seconds(refresh_seconds(None)) == 3  # the default: 1 s and 3 s
+    assert refresh_seconds(5) == 5 and chart_seconds(5) == 15
+    assert describe_refresh(2) == "status every 2 s, charts every 6 s"
 
 
 def test_sweep_boxes_queue_a_grid_that_shares_a_sweep_id(monkeypatch):
     monkeypatch.setenv("CNNVIZ_MAX_RUNS", "1")
     at = _page()
-    _tiny(at, train_epochs=1, train_sweep_lr=[1e-3, 1e-2], train_sweep_batch=[32, 64])
+    _tiny(at, train_epochs=1, train_sweep_lr=[1e-3, 1e-2], train_sweep_batch_size=[32, 64])
     before = set(runs.run_dirs())
     at.button(key="train_start").click().run()
     assert not at.exception and not _not_started(at)
     new = [d for d in runs.run_dirs() if d not in before]
     assert len(new) == 4
-    records = [queue.sweep_of(d) for d in new]
+    records = [runs.layout.sweep_of(d) for d in new]
     assert len({r["sweep_id"] for r in records}) == 1
     assert sorted((r["params"]["lr"], r["params"]["batch_size"]) for r in records) == [
         (1e-3, 32), (1e-3, 64), (1e-2, 32), (1e-2, 64)]

@@ -12,6 +12,7 @@ import torch
 from cnnviz import train
 from cnnviz.train import engine
 from cnnviz import runs
+from cnnviz.runs.writer import RunWriter
 from cnnviz.models.checkpoints import load_checkpoint
 from cnnviz.train import TrainConfig, fit, lr_at
 
@@ -273,7 +274,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for e in range(1, 31):
         (tmp_path / runs.epoch_checkpoint_name(e)).write_bytes(b"x")
-    runs.thin_checkpoints(tmp_path, 8)
+    runs.layout.thin_checkpoints(tmp_path, 8)
     kept = sorted(runs.read_run(tmp_path).checkpoints)
     assert len(kept) == 8 and kept[0] == 1 and kept[-1] == 30
     gaps = [b - a for a, b in zip(kept, kept[1:])]
@@ -283,8 +284,10 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
 def test_metrics_log_cuts_a_torn_line_before_appending(tmp_path):
     p = tmp_path / "metrics.jsonl"
     p.write_bytes(b'{"kind": "epoch", "epoch": 1}\n{"kind": "ep')
-    log = runs.MetricsLog(p)
-    log.write("epoch", {"epoch": 2, "x": float("nan")})
+    log = RunWriter(tmp_path)
+    log.write("epoch", {"epoch": 2, "x": float("nan"), "test_acc": 0.5})
     log.close()
     lines = [json.loads(x) for x in p.read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2] and lines[1]["x"] is None
+    summary = json.loads((tmp_path / "summary.json").read_text())  # an epoch line rewrites the summary
+    assert summary["epochs_done"] == 2 and summary["best"] == {"epoch": 2, "test_acc": 0.5}

@@ -12,6 +12,7 @@
         launcher.json         written by the executor that started the run (pid, start, argv, executor)
         log.txt               the run process's stdout/stderr
         sweep.json            {"sweep_id", "params"} for a run of a sweep
+        owner.json            {"owner", "visitor"}: who queued it (a user; a browser session)
         stop                  present: the run ends at its next logged step, with a checkpoint
         gate                  present (tests): the run holds before logging more steps than the number in it
     <runs root>/.queue/       queued runs, one JSON file each (see `cnnviz.runs.queue`)
@@ -41,6 +42,7 @@ PID_FILE = "pid"
 LAUNCHER_FILE = "launcher.json"
 LOG_FILE = "log.txt"
 SWEEP_FILE = "sweep.json"
+OWNER_FILE = "owner.json"
 STOP_FILE = "stop"
 GATE_FILE = "gate"
 QUEUE_DIR = ".queue"

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from .executor import executor
-from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, PID_FILE, QUEUE_DIR, SWEEP_FILE, inside_root,
-                     new_run_dir, root_of, run_dirs, write_json)
+from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, SWEEP_FILE,
+                     inside_root, new_run_dir, root_of, run_dirs, write_json)
+from .limits import Limits
 
 LOCK_FILE = "lock"
 REJECTED_DIR = "rejected"
@@ -140,20 +141,21 @@ def position(run_dir: Path) -> int | None:
     return positions(Path(run_dir).parent).get(Path(run_dir).name)
 
 
-def _write_entry(run_dir: Path, root: Path, resume: bool, nproc: int | None, owner: str | None) -> None:
+def _write_entry(run_dir: Path, root: Path, resume: bool, nproc: int | None, owner: str | None,
+                 visitor: str | None) -> None:
     entry = {"run_dir": str(run_dir.resolve()), "run_id": run_dir.name, "resume": resume, "nproc": nproc,
-             "owner": owner, "queued_at": time.time()}
+             "owner": owner, "visitor": visitor, "queued_at": time.time()}
     atomic_write_bytes(_qdir(root) / f"{time.time_ns():020d}-{run_dir.name}.json", json.dumps(entry).encode())
 
 
-def _prepare(config, root: Path, sweep: dict | None, owner: str | None) -> Path:
+def _prepare(config, root: Path, sweep: dict | None, owner: str | None, visitor: str | None) -> Path:
     """A new run directory holding the config (and sweep/owner records); nothing queued yet."""
     run_dir = new_run_dir(config.model, config.dataset, root)
     try:
         if sweep is not None:
             write_json(run_dir / SWEEP_FILE, sweep)
-        if owner is not None:
-            write_json(run_dir / "owner.json", {"owner": owner})
+        if owner is not None or visitor is not None:
+            write_json(run_dir / OWNER_FILE, {"owner": owner, "visitor": visitor})
         write_json(run_dir / CONFIG_FILE, config.to_dict())
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -162,15 +164,19 @@ def _prepare(config, root: Path, sweep: dict | None, owner: str | None) -> Path:
 
 
 def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = None, nproc: int | None = None,
-           sweep: dict | None = None, owner: str | None = None, dispatch_now: bool = True) -> Path:
+           sweep: dict | None = None, owner: str | None = None, visitor: str | None = None,
+           limits: Limits | None = None, dispatch_now: bool = True) -> Path:
     """Queue a run of `config` (ValueError if it is invalid) and dispatch; returns its run directory.
 
     `resume_run_dir` queues a resume of that run (with `config`, e.g. more epochs) instead of a new
-    run. `sweep` ({"sweep_id", "params"}) is written beside the config."""
+    run. `sweep` ({"sweep_id", "params"}) is written beside the config. `limits` (what a browser
+    sends) are checked for `visitor` first: LimitError, nothing queued."""
     from .store import summary
 
     config.validate()
     root = root_of(root)
+    if limits is not None:
+        limits.check([config], visitor, root, resume=resume_run_dir is not None)
     root.mkdir(parents=True, exist_ok=True)
     if resume_run_dir is not None:
         run_dir = Path(resume_run_dir)
@@ -183,31 +189,35 @@ def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = No
         write_json(run_dir / CONFIG_FILE, config.to_dict())
         (run_dir / LAUNCHER_FILE).unlink(missing_ok=True)  # a failed launch's record: this is a new attempt
     else:
-        run_dir = _prepare(config, root, sweep, owner)
-    _write_entry(run_dir, root, resume_run_dir is not None, nproc, owner)
+        run_dir = _prepare(config, root, sweep, owner, visitor)
+    _write_entry(run_dir, root, resume_run_dir is not None, nproc, owner, visitor)
     if dispatch_now:
         dispatch(root)
     return run_dir
 
 
 def submit_many(configs: list, root: Path | None = None, *, nproc: int | None = None,
-                sweeps: list[dict | None] | None = None, owner: str | None = None) -> list[Path]:
-    """Queue several new runs, all or nothing: every config is validated and every run directory made
-    before the first is queued; a failure removes what was made and queues none. Then dispatch."""
+                sweeps: list[dict | None] | None = None, owner: str | None = None, visitor: str | None = None,
+                limits: Limits | None = None) -> list[Path]:
+    """Queue several new runs, all or nothing: every config is validated (and `limits` checked) and
+    every run directory made before the first is queued; a failure removes what was made and queues
+    none. Then dispatch."""
     root = root_of(root)
     for cfg in configs:
         cfg.validate()
+    if limits is not None:
+        limits.check(configs, visitor, root, sweep=True)
     sweeps = sweeps or [None] * len(configs)
     made: list[Path] = []
     try:
         for cfg, sw in zip(configs, sweeps):
-            made.append(_prepare(cfg, root, sw, owner))
+            made.append(_prepare(cfg, root, sw, owner, visitor))
     except BaseException:
         for d in made:
             shutil.rmtree(d, ignore_errors=True)
         raise
     for d in made:
-        _write_entry(d, root, False, nproc, owner)
+        _write_entry(d, root, False, nproc, owner, visitor)
     dispatch(root)
     return made
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from .layout import parse_lines
 
 MAX_POINTS = 2000
+CHUNK = 4 * 2**20  # bytes read and parsed at a time
 CONTROL = ("start", "resume", "done", "error")
 
 
@@ -109,24 +110,27 @@ class MetricsReader:
         self.created = 0.0
 
     def read(self) -> bool:
-        """Take the complete lines appended since the last read; True when anything new was taken."""
+        """Take the complete lines appended since the last read; True when anything new was taken.
+        The file is read in blocks of CHUNK bytes, so a long run's first read holds one block at a time."""
+        taken = False
         try:
             with open(self.path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size < self.offset:  # the file was replaced: start again
                     self._clear()
-                if size == self.offset:
-                    return False
                 f.seek(self.offset)
-                chunk = f.read(size - self.offset)
+                while self.offset < size:
+                    chunk = f.read(min(CHUNK, size - self.offset))
+                    if not chunk:
+                        break
+                    self.offset += len(chunk)
+                    *complete, self._partial = (self._partial + chunk).split(b"\n")
+                    for obj in parse_lines(complete):
+                        self._take(obj)
+                        taken = True
         except FileNotFoundError:
             return False
-        self.offset += len(chunk)
-        *complete, self._partial = (self._partial + chunk).split(b"\n")
-        lines = parse_lines(complete)
-        for obj in lines:
-            self._take(obj)
-        return bool(lines)
+        return taken
 
     def _take(self, obj: dict) -> None:
         if not self.any:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layout import (CONFIG_FILE, LAST_WEIGHTS, METRICS_FILE, SUMMARY_FILE, checkpoints, is_run_dir, log_tail,
+from .layout import (CONFIG_FILE, LAST_WEIGHTS, METRICS_FILE, OWNER_FILE, SUMMARY_FILE, checkpoints, is_run_dir, log_tail,
                      read_config, read_json, root_of, run_dirs, sweep_of, write_json)
 from .reader import MetricsReader
 from .status import decide
@@ -123,7 +123,7 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 
 def _owner(run_dir: Path) -> str | None:
-    d = read_json(Path(run_dir) / "owner.json")
+    d = read_json(Path(run_dir) / OWNER_FILE)
     return str(d.get("owner")) if isinstance(d, dict) and d.get("owner") else None
 
 

@@ -89,8 +89,8 @@ def new_sweep_id() -> str:
 
 
 def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset: str | None = None,
-                nproc: int | None = None, root: Path | None = None,
-                owner: str | None = None) -> tuple[str, list[Path]]:
+                nproc: int | None = None, root: Path | None = None, owner: str | None = None,
+                visitor: str | None = None, limits=None) -> tuple[str, list[Path]]:
     """Queue one run per combination, all or nothing (ValueError, nothing queued, if any is invalid)."""
     combos = expand(grid)
     base = dict(base or {})
@@ -106,7 +106,8 @@ def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset
         configs.append((combo, cfg))
     sweep_id = new_sweep_id()
     varying = [k for k in grid if len({repr(c[k]) for c, _ in configs}) > 1]
-    dirs = queue.submit_many([cfg for _, cfg in configs], root, nproc=nproc, owner=owner,
+    dirs = queue.submit_many([cfg for _, cfg in configs], root, nproc=nproc, owner=owner, visitor=visitor,
+                             limits=limits,
                              sweeps=[{"sweep_id": sweep_id, "params": {k: combo[k] for k in varying} or combo}
                                      for combo, _ in configs])
     return sweep_id, dirs

@@ -17,12 +17,12 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def setting(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
+def setting(default: Any, help: str, *, label: str = "", choices: tuple | None = None, low: float | None = None,
             high: float | None = None, sweep: bool = True, cli: bool = True) -> Any:
     """A TrainConfig field with what the CLI flags, the Train page form and sweeps derive from it:
-    `help`, `choices`, bounds `low`..`high`, and whether it can be swept and set from the CLI."""
-    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
-                                            "sweep": sweep, "cli": cli})
+    `help`, a form `label`, `choices`, bounds `low`..`high`, and whether it can be swept and set from the CLI."""
+    return field(default=default, metadata={"help": help, "label": label, "choices": choices, "low": low,
+                                            "high": high, "sweep": sweep, "cli": cli})
 
 
 @dataclass
@@ -36,23 +36,27 @@ class TrainConfig:
     dataset: str = setting("shapes", "shapes, digits, cifar10, mnist, fashion-mnist, folder:PATH or zip:PATH")
     augment: str = setting("none", "an augmentation preset name, pipeline JSON, or a .json file (CLI)")
     optimizer: str = setting("adam", "the optimizer", choices=OPTIMIZERS)
-    lr: float = setting(1e-3, "learning rate (peak, for a schedule)", low=1e-8, high=100.0)
-    momentum: float = setting(0.9, "SGD momentum", low=0.0, high=0.999)
-    nesterov: bool = setting(False, "Nesterov momentum (SGD)")
+    lr: float = setting(1e-3, "learning rate (peak, for a schedule)", label="Learning rate", low=1e-8, high=100.0)
+    momentum: float = setting(0.9, "SGD momentum", label="Momentum (SGD)", low=0.0, high=0.999)
+    nesterov: bool = setting(False, "Nesterov momentum (SGD)", label="Nesterov (SGD)")
     schedule: str = setting("constant", "lr per step: constant, cosine decay to 0, or one-cycle", choices=SCHEDULES)
-    weight_decay: float = setting(0.0, "weight decay", low=0.0, high=1.0)
-    label_smoothing: float = setting(0.0, "label smoothing", low=0.0, high=0.9)
-    batch_size: int = setting(128, "images per step (the global batch under several processes)", low=1, high=65536)
+    weight_decay: float = setting(0.0, "weight decay", label="Weight decay", low=0.0, high=1.0)
+    label_smoothing: float = setting(0.0, "label smoothing", label="Label smoothing", low=0.0, high=0.9)
+    batch_size: int = setting(128, "images per step (the global batch under several processes)", label="Batch size",
+                              low=1, high=65536)
     epochs: int = setting(1, "passes over the training set", low=1, high=10000)
     seed: int = setting(0, "seed of the model's initialisation, the batch order and augmentation", low=0,
                         high=2**31 - 1)
     device: str = setting("auto", "auto takes CUDA, then Apple MPS, then CPU", choices=DEVICES, sweep=False)
     precision: str = setting("auto", "auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere",
                              choices=PRECISIONS)
-    channels_last: bool = setting(True, "NHWC memory layout (faster convolutions on many GPUs and on CPU)")
+    channels_last: bool = setting(True, "NHWC memory layout (faster convolutions on many GPUs and on CPU)",
+                                  label="channels_last")
     compile: bool = setting(False, "torch.compile the model")
-    limit_train: int | None = setting(None, "train on a random subset of this many images", low=2, high=10_000_000)
-    limit_test: int | None = setting(None, "test on a random subset of this many images", low=1, high=10_000_000)
+    limit_train: int | None = setting(None, "train on a random subset of this many images",
+                                      label="Train images (0 = all)", low=2, high=10_000_000)
+    limit_test: int | None = setting(None, "test on a random subset of this many images",
+                                     label="Test images (0 = all)", low=1, high=10_000_000)
 
     @classmethod
     def settings(cls) -> list[Field]:

@@ -89,7 +89,7 @@ def test_design_fix_save_train_and_open_feature_maps(app_page, app_url, artifact
         box = page.get_by_label(label, exact=True)
         box.fill(str(value))
         box.press("Tab")
-    pattern = r"\d{8}-\d{6}-design-" + re.escape(NAME) + r"-json-shapes-[0-9a-f]{4}"
+    pattern = r"\d{8}-\d{6}-design-" + re.escape(NAME) + r"-json-shapes-[0-9a-f]{16}"
     page.get_by_role("button", name=re.compile("Start training")).click()
     deadline = time.time() + 240
     rid = None

@@ -14,7 +14,7 @@ from ..runtools import kill_runs_under
 from .server import CHROMIUM, CHROMIUM_ARGS, exceptions, main_text, pick_segment, running_app, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-RID = r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}"
+RID = r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}"
 
 
 def _set_number(page, label: str, value: int) -> None:

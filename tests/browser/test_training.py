@@ -39,7 +39,7 @@ def _start(page, known: set[str]) -> str:
     page.get_by_role("button", name=re.compile("Start training")).click()
     deadline = time.time() + 120
     while time.time() < deadline:
-        ids = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", main_text(page))) - known
+        ids = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}", main_text(page))) - known
         if ids:
             return ids.pop()
         time.sleep(0.3)
@@ -58,7 +58,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     assert not exceptions(page)
     text = main_text(page)
     assert "New run" in text and "Start training" in text
-    shown = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", text))
+    shown = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}", text))
     assert shown <= before and {d.name for d in app_runs.iterdir()} == before, "a run started before Start"
 
     # run 1: LeNet5 on shapes, three epochs of the 20,000 images in batches of 16, watched with the
@@ -72,7 +72,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     slider.focus()
     for _ in range(3):  # 128 -> 64 -> 32 -> 16
         slider.press("ArrowLeft")
-    known = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{4}", main_text(page)))
+    known = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}", main_text(page)))
     rid = _start(page, known)
     while_running: list[str] = []  # loss captions seen while the status said "running"
     deadline = time.time() + 300
