@@ -4,12 +4,13 @@
                                            [--pairs 2] [--refresh SECONDS]
 
 In one run, alternately (A, B, C, A, B, C): A = `cnnviz.train.fit` in a subprocess with nobody
-watching (the CLI's path); B = the same config started from the Train page in headless chromium,
-whose live view polls the job (every --refresh seconds, default the page's own) until it ends. Prints each run's mean training images/s
-(from metrics.jsonl epoch lines) and the ratio B/A. Needs chromium + playwright.
-C = started from the page, then the tab is closed: the job trains in the server process with
-nobody polling. C/A near 1 with B/A lower means the cost is the browser drawing the live view
-on the same cores (headless Chromium renders in software here), not the server.
+watching (the CLI's path); B = the same config started from the Train page in headless chromium
+(a queued run process), whose live view reads the run directory (every --refresh seconds, default
+the page's own: status every 1 s, charts every 3 s) until it ends. Prints each run's mean training
+images/s (from metrics.jsonl epoch lines) and the ratio B/A. Needs chromium + playwright.
+C = started from the page, then the tab is closed: the run trains in its process with nobody
+watching. C/A near 1 with B/A lower means the cost is the browser drawing the live view on the
+same cores (headless Chromium renders in software here), not the server.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run_plain(cfg: dict, root: Path) -> float:
 
 def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh: int | None = None) -> float:
     """Start the run from the Train page; watch it to the end, or (`leave`) close the view at once
-    (the job trains on in the server with nobody polling) and wait for its metrics to say done."""
+    (the run trains on in its process with nobody watching) and wait for its metrics to say done."""
     from tests.browser.server import goto_via_sidebar, pick_segment, wait_idle
 
     goto_via_sidebar(page, url, "train")
