@@ -30,7 +30,7 @@ from cnnviz.inspect.receptive import draw_box  # noqa: E402
 from cnnviz.train import bundle  # noqa: E402
 from ui.bundle import bundle_download  # noqa: E402
 from ui.weights import HANDED, RANDOM, RUN, SHIPPED, TORCHVISION, UPLOAD  # noqa: E402,F401
-from ui.weights import load_weights as _load, runs_with_checkpoints as _runs  # noqa: E402
+from ui.weights import load_weights as _load, open_in_microscope, runs_with_checkpoints as _runs  # noqa: E402
 
 HANDOFF = "feature_maps_checkpoint"
 SHIPPED_WHAT = {"cifar10": "CIFAR-10 (32x32 photos, 10 classes)",
@@ -272,6 +272,13 @@ if fmap.dim() == 3:
                                                   f"max {float(fmap[c].max()):.3g})")
         big = features.channel_picture(fmap[pick], 320)
         ov = display.overlay(small.resize((320, 320)), display.heatmap(fmap[pick]), 0.55)
+        if st.button(f"Open channel {pick} in the Microscope", key="fm_open_microscope", icon=":material/biotech:",
+                     help="Its filters, the test images that drive it most and least, and the input it likes best."):
+            run_here = run if kind == RUN and path else None
+            open_in_microscope("Feature maps", loaded.name, kind, path, seed, raw,
+                               run_id=run_here.run_id if run_here else None,
+                               epoch=int(loaded.meta["epoch"]) if run_here and loaded.meta.get("epoch") else None,
+                               layer=layer, channel=int(pick))
         a, b = st.columns(2)
         a.image(big, caption=f"channel {pick}, {H}x{W} (viridis, own range)", width="stretch")
         b.image(ov, caption="the same map over the input", width="stretch")

@@ -356,6 +356,18 @@ def channel_view(choice: dict, loaded, key: str, spec: str) -> None:
     ch = int(c2.number_input(f"Channel (0-{n_ch - 1})", 0, n_ch - 1, key=ckey))
     where = f"epoch {choice['epoch']}" if choice.get("epoch") is not None else loaded.source
     st.markdown(f"#### `{layer}` channel {ch} · {loaded.name} · {where}")
+    b1, b2, _ = st.columns([1, 1, 2])
+    if b1.button("Back to Feature maps", key="ms_back_fm", icon=":material/layers:",
+                 help="This layer and channel on the sidebar image, with these weights."):
+        _to_feature_maps(choice, loaded, layer, ch)
+    if choice.get("run") is not None and b2.button("Back to the run", key="ms_back_runs", icon=":material/monitoring:"):
+        st.session_state["runs_one"] = choice["run"].run_id
+        if len(by[layer].shape) == 4:
+            st.session_state["runs_layer"] = layer
+        try:
+            st.switch_page("pages/runs.py")
+        except StreamlitAPIException:
+            st.success("The Runs page will show this run: open it from the menu.")
     st.subheader("Test images that drive it", divider=False)
     ds = _dataset_or_error(spec)
     scores = None

@@ -297,6 +297,11 @@ with tab_scrub:
                 st.session_state["runs_layer"] = next(iter(layers))
             c1, c2, c3 = st.columns([2, 3, 1])
             layer = c1.selectbox("Layer", list(layers), key="runs_layer", format_func=layers.get)
+            if c1.button("Open this layer in the Microscope", key="runs_open_microscope", icon=":material/biotech:"):
+                from ui.weights import RUN, open_in_microscope
+
+                open_in_microscope("Runs", str(run.config.get("model")), RUN, run_id=rid,
+                                   epoch=st.session_state.get("runs_epoch"), layer=layer, channel=0)
             if st.session_state.get("runs_epoch") not in epochs:
                 st.session_state["runs_epoch"] = epochs[-1]
             if len(epochs) > 1:

@@ -41,3 +41,21 @@ def runs_with_checkpoints() -> list:
         return [r for r in runs.list_runs() if r.checkpoints or r.last_checkpoint]
     except Exception:  # a half-written run folder must not break this page
         return []
+
+
+MICROSCOPE_HANDOFF = "microscope_handoff"
+
+
+def open_in_microscope(page: str, name: str, kind: str, path: str = "", seed: int = 0, raw: bytes | None = None,
+                       run_id: str | None = None, epoch: int | None = None, layer: str | None = None,
+                       channel: int | None = None, label: str = "") -> None:
+    """Hand the model, its weights, a layer and a channel to the Microscope page and go there."""
+    from streamlit.errors import StreamlitAPIException
+
+    st.session_state[MICROSCOPE_HANDOFF] = {
+        "page": page, "name": name, "kind": kind, "path": path, "seed": seed, "raw": raw, "run_id": run_id,
+        "epoch": epoch, "layer": layer, "channel": channel, "label": label or (Path(path).name if path else kind)}
+    try:
+        st.switch_page("pages/microscope.py")
+    except StreamlitAPIException:  # a page run on its own, outside the app's navigation
+        st.success("The Microscope will open on this: open it from the menu.")
