@@ -48,19 +48,15 @@ def _test_set(spec: str):
     return data.load_dataset(spec, "test")
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def _scores(model_key: str, layer: str, spec: str, _loaded, _images, _progress) -> topk.Scores:
-    return topk.cached_scores(
-        _loaded.model, _images, layer, dataset_key=spec, mean=_loaded.mean, std=_loaded.std,
-        size=_loaded.input_size, in_channels=_loaded.in_channels, weights_key=topk.weights_digest(_loaded.model),
-        progress=_progress)
-
-
 def _ranked(key: str, layer: str, spec: str, loaded, images) -> topk.Scores:
+    """Peak activations of every channel of `layer` over the test images: cached on disk by the backend
+    (per weights, layer and dataset), so only the first look runs the pass (with a progress bar)."""
     bar = st.progress(0.0, text=f"Running {len(images):,} test images through {layer}…")
     try:
-        return _scores(key, layer, spec, loaded, images,
-                       lambda i, n: bar.progress(i / n, text=f"{i:,} of {n:,} test images through {layer}"))
+        return topk.cached_scores(
+            loaded.model, images, layer, dataset_key=spec, mean=loaded.mean, std=loaded.std,
+            size=loaded.input_size, in_channels=loaded.in_channels, weights_key=key,
+            progress=lambda i, n: bar.progress(i / n, text=f"{i:,} of {n:,} test images through {layer}"))
     finally:
         bar.empty()
 
@@ -221,7 +217,7 @@ def filters_view(choice: dict, loaded, states: dict) -> None:
     layer = f1.selectbox(f"Conv layer ({len(convs)})", list(by), key=f"ms_filters_layer_{loaded.name}",
                          format_func=lambda n: by[n].label)
     max_out = int(f2.number_input("Output channels shown", 1, 512, min(64, by[layer].out_channels),
-                                  key="ms_filters_out"))
+                                  key=f"ms_filters_out_{layer}"))
     shared = f3.toggle("One scale for all epochs", value=True, key="ms_filters_shared",
                        help="The same colour scale at every saved epoch, so growth shows as stronger colour.",
                        disabled=len(states) < 2)
@@ -303,8 +299,9 @@ def health_view(choice: dict, loaded, states: dict, key: str, spec: str) -> None
 def _dataset_spec(loaded) -> str:
     options = []
     meta_ds = str(loaded.meta.get("dataset") or "")
-    if meta_ds and meta_ds != "ImageNet-1k":
-        options.append(meta_ds)
+    kind, sep, where = meta_ds.partition(":")
+    if meta_ds and meta_ds != "ImageNet-1k" and not (sep and kind in ("folder", "zip") and not Path(where).exists()):
+        options.append(meta_ds)  # (a folder that is not on this machine is left out)
     options += [d for d in ("shapes", "digits") if d not in options]
     if st.session_state.get("ms_dataset") not in options:
         st.session_state["ms_dataset"] = options[0]
