@@ -251,3 +251,17 @@ def test_dead_relus_on_a_probe_batch_modules_and_functional():
     assert found["act"].dead_channels == 2 and found["act"].channels == 4
     assert found["act"].units == 4 * 36 and found["act"].dead >= 2 * 36
     assert found["(model)"].units == 3 and found["(model)"].dead >= 1
+
+
+def test_a_busy_cpu_runs_the_pass_on_one_thread_and_restores_the_count(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.getloadavg", lambda: (1000.0, 1000.0, 1000.0))
+    with topk.cpu_threads_for_load(torch.device("cpu")) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
+    monkeypatch.setattr("os.getloadavg", lambda: (0.0, 0.0, 0.0))
+    with topk.cpu_threads_for_load(torch.device("cpu")) as n:
+        assert n == before
+    x, planted = _planted(n=40)
+    sc = topk.channel_scores(_CrossNet().eval(), x, "conv", mean=[0.0] * 3, std=[1.0] * 3, size=16, in_channels=3)
+    assert sc.threads == before

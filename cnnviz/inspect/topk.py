@@ -10,19 +10,21 @@ Memory: the batch size is chosen from the layer shapes (the largest activation u
 times three for the input, the output and the one in flight) so that a batch stays under
 `budget_mb` (env CNNVIZ_SERVER_BUDGET_MB, default 1024). A layer whose single image would not fit
 is refused with one line. The model is switched to the channels_last layout (the same weights,
-2-3x faster convolutions on a CPU). `cached_scores` keeps the table on disk under $CNNVIZ_CACHE/microscope,
+2-3x faster convolutions on a CPU), and on a CPU busier than its cores the pass runs on one
+thread (`cpu_threads_for_load`). `cached_scores` keeps the table on disk under $CNNVIZ_CACHE/microscope,
 keyed by the weights, the layer and the dataset, so a second look costs a file read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +34,23 @@ from . import features
 
 MAX_BATCH = 256  # larger batches are no faster on a CPU (cache), only bigger
 Progress = Callable[[int, int], None]
+
+
+@contextlib.contextmanager
+def cpu_threads_for_load(device: torch.device) -> Iterator[int]:
+    """On a CPU busier than its cores (load average over the core count), run torch on one thread for the
+    duration: threads then mostly wait on each other (measured 3.3 s on 1 thread vs 11-15 s on 2 for
+    LeNet5 over 10,000 images at load 8 on 2 cores). Yields the thread count used; restores it after."""
+    before = torch.get_num_threads()
+    busy = False
+    if device.type == "cpu" and hasattr(os, "getloadavg"):
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    if busy:
+        torch.set_num_threads(1)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def budget_mb() -> float:
@@ -98,6 +117,7 @@ class Scores:
     seconds: float = 0.0
     cached: bool = False
     note: str = ""
+    threads: int = 0          # torch CPU threads the pass ran on (see cpu_threads_for_load)
 
     @property
     def channels(self) -> int:
@@ -140,14 +160,15 @@ def channel_scores(model: nn.Module, images_u8: torch.Tensor, layer: str, *, mea
     model.to(memory_format=torch.channels_last)  # 2-3x faster convolutions on CPU; same values
     out = torch.empty(n, int(li.shape[1]), dtype=torch.float32)
     t0 = time.perf_counter()
-    for start in range(0, n, bs):
-        x = prepare(images_u8[start:start + bs], mean, std, size, in_channels).to(device)
-        x = x.contiguous(memory_format=torch.channels_last)
-        a = features.feature_maps(model, x, [layer])[layer].float()
-        out[start:start + bs] = (a.flatten(2).amax(dim=2) if a.dim() == 4 else a).cpu()
-        if progress is not None:
-            progress(min(n, start + bs), n)
-    return Scores(layer, out, bs, time.perf_counter() - t0)
+    with cpu_threads_for_load(device) as threads:
+        for start in range(0, n, bs):
+            x = prepare(images_u8[start:start + bs], mean, std, size, in_channels).to(device)
+            x = x.contiguous(memory_format=torch.channels_last)
+            a = features.feature_maps(model, x, [layer])[layer].float()
+            out[start:start + bs] = (a.flatten(2).amax(dim=2) if a.dim() == 4 else a).cpu()
+            if progress is not None:
+                progress(min(n, start + bs), n)
+    return Scores(layer, out, bs, time.perf_counter() - t0, threads=threads)
 
 
 def channel_maps(model: nn.Module, images_u8: torch.Tensor, indices: Sequence[int], layer: str, channel: int, *,
