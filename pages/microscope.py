@@ -261,12 +261,16 @@ def health_view(choice: dict, loaded, states: dict, key: str, spec: str) -> None
     eps, norms, ratios = microscope.checkpoint_norms(states, keys)
     r1, r2 = st.columns(2, gap="large")
     logged_ratio = nums and any(v is not None for vals in series["update_ratio"].values() for v in vals)
-    r1.plotly_chart(msplots.layer_lines(nums if logged_ratio else eps,
-                                        series["update_ratio"] if logged_ratio else ratios,
-                                        "Update/weight ratio per layer", "‖ΔW‖ / ‖W‖"), width="stretch",
-                    key="ms_ratio")
-    r1.caption(("Logged each epoch: " if logged_ratio else f"Between consecutive saved checkpoints ({len(eps)}): ")
-               + "how far an epoch moved each layer's weights, relative to their size. " + microscope.HEALTH["ratio"])
+    if logged_ratio or len(eps) > 1:
+        r1.plotly_chart(msplots.layer_lines(nums if logged_ratio else eps,
+                                            series["update_ratio"] if logged_ratio else ratios,
+                                            "Update/weight ratio per layer", "‖ΔW‖ / ‖W‖"), width="stretch",
+                        key="ms_ratio")
+        r1.caption(("Logged each epoch: " if logged_ratio else f"Between consecutive saved checkpoints ({len(eps)}): ")
+                   + microscope.HEALTH["ratio"])
+    else:
+        r1.info("Update/weight ratios need two saved epochs (a training run): " + microscope.HEALTH["ratio"],
+                icon=":material/info:")
     r2.plotly_chart(msplots.layer_lines(eps, norms, "Weight norm per layer", "‖W‖"), width="stretch",
                     key="ms_wnorm")
     r2.caption(f"L2 norm of each layer's weight at each of the {len(eps)} saved epoch(s).")
