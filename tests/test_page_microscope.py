@@ -166,3 +166,15 @@ def test_exemplars_from_the_real_cifar10_test_set(cifar_jpeg):
     at = open_page(PAGE, timeout=300, clean=True)  # the shipped LeNet5's own dataset is the default
     assert at.selectbox(key="ms_dataset").value.startswith("folder:")
     assert "of 10,000 `folder:" in _caption(at, "peak activation of channel 0")
+
+
+def test_a_one_channel_model_digits_lenet():
+    if "lenet5" not in shipped_checkpoints(dataset="digits"):
+        pytest.skip("the shipped digits LeNet5 is missing")
+    at = open_page(PAGE, timeout=180, state={"ms_source_lenet5": "Trained (shipped, digits)"}, clean=True)
+    assert at.selectbox(key="ms_dataset").value == "digits"
+    assert "16 of 16 kernels (5x5, one input channel)" in _caption(at, "`conv_unit.0` at these weights")
+    assert "of 500 `digits` test images" in _caption(at, "peak activation of channel 0")
+    at.button(key="ms_fv_go").click().run()
+    ok(at)
+    assert "Maximises the mean of channel 0 of conv_unit.0" in _caption(at, "Maximises")
