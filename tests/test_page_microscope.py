@@ -151,7 +151,6 @@ def test_runs_opens_a_layer_in_the_microscope(made_run, monkeypatch):
     root, rid = made_run
     monkeypatch.setenv("CNNVIZ_RUNS", str(root))
     runs_page = open_page(page_path("runs"), timeout=180)
-    runs_page.tabs  # noqa: B018  (both tabs render)
     runs_page.selectbox(key="runs_layer").set_value("conv_unit.2").run()
     runs_page.button(key="runs_open_microscope").click().run()
     assert not runs_page.exception

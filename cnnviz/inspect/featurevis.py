@@ -169,7 +169,7 @@ def _objective(model: nn.Module, target: tuple, x: torch.Tensor) -> torch.Tensor
     with features.hooks(model, {base: hook}):
         try:
             model(x)
-        except _Stop:
+        except _Stop:  # the target layer has run: the rest of the forward is not needed
             pass
     a = got["a"][0, int(ch)]
     return a.mean()
