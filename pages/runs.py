@@ -18,6 +18,7 @@ from cnnviz.images.display import tensor_to_pil, upscale_nearest
 from ui.bundle import bundle_download
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import error_line, page_header
+from ui.weights import RUN, open_in_microscope
 
 TILE = 96           # px of one example image
 MAX_CELL_SHOWN = 24
@@ -329,6 +330,9 @@ def maps_across_epochs(run: RunSnapshot, ckpt: Path) -> None:
         st.session_state["runs_layer"] = next(iter(layers))
     c1, c2, c3 = st.columns([2, 3, 1])
     layer = c1.selectbox("Layer", list(layers), key="runs_layer", format_func=layers.get)
+    if c1.button("Open this layer in the Microscope", key="runs_open_microscope", icon=":material/biotech:"):
+        open_in_microscope("Runs", str(run.config.get("model")), RUN, run_id=run.run_id,
+                           epoch=st.session_state.get("runs_epoch"), layer=layer, channel=0)
     if st.session_state.get("runs_epoch") not in epochs:
         st.session_state["runs_epoch"] = epochs[-1]
     if len(epochs) > 1:

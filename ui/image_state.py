@@ -41,6 +41,7 @@ KEY_UPLOAD_CACHE = "cnnviz_upload_cache"
 KEY_SOURCE = "cnnviz_source"
 KEY_DRAWING = "cnnviz_drawing"
 KEY_DRAWING_SEEN = "cnnviz_drawing_seen"
+KEY_PICKED = "cnnviz_picked"  # (image, label) a page made the input (use_image), until a sample/upload/stroke
 CANVAS_KEY = "sidebar_canvas"
 CANVAS_SIDE = 196   # px: fits the sidebar (206 px inside the expander); 7x MNIST's 28
 BRUSH = (4, 40, 18)  # brush width slider: min, max, default (px on the canvas)
@@ -165,6 +166,16 @@ def _canvas(sb) -> None:
                       icon=":material/draw:")
 
 
+def use_image(im: Image.Image, label: str) -> None:
+    """Make `im` the input of every page (e.g. a test image the Microscope shows), as if chosen in the
+    sidebar; clicking a sample, uploading or drawing replaces it."""
+    st.session_state[KEY_PICKED] = (im.convert("RGB"), label)
+    st.session_state[KEY_SOURCE] = "picked"
+    st.session_state[KEY_IMAGE] = im.convert("RGB")
+    st.session_state[KEY_LABEL] = label
+    st.session_state[KEY_ERROR] = None
+
+
 def is_drawing() -> bool:
     """True when the current image is the sidebar drawing (pages may read it as a digit)."""
     return st.session_state.get(KEY_SOURCE) == "drawing" and st.session_state.get(KEY_IMAGE) is not None
@@ -237,7 +248,10 @@ def sidebar_picker() -> None:
     error = None
     note = ""
     prepared = None
-    if source == "drawing":
+    picked = st.session_state.get(KEY_PICKED)
+    if source == "picked" and picked is not None:  # an image another page chose (use_image)
+        prepared, label, original = picked[0], picked[1], picked[0].size
+    elif source == "drawing":
         drawing = st.session_state.get(KEY_DRAWING) or blank_drawing()
         prepared = images.prepare(drawing.image, max_side=max_side, crop_square=crop)
         original, label = drawing.image.size, DRAWING_LABEL + ("" if drawing.strokes else " (empty)")

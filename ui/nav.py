@@ -34,6 +34,8 @@ PAGES: list[PageDef] = [
             "LeNet5, AlexNet, VGG, GoogLeNet, ResNet layer by layer: shapes, parameters, FLOPs; design your own."),
     PageDef("Models", "pages/feature_maps.py", "Feature maps", ":material/layers:", "feature-maps",
             "What each layer sees in your image, predictions and Grad-CAM; draw a digit and watch it read."),
+    PageDef("Models", "pages/microscope.py", "Microscope", ":material/biotech:", "microscope",
+            "What a network learned: filters over epochs, weight and gradient health, a page per channel."),
     PageDef("Training", "pages/training.py", "Train", ":material/model_training:", "train",
             "Train LeNet5 or a ResNet with live loss and accuracy, stop and resume."),
     PageDef("Training", "pages/runs.py", "Runs", ":material/monitoring:", "runs",

@@ -32,6 +32,7 @@ from .diagnostics import advice_diverged, advice_oom, host_out_of_memory, memory
 from .device_data import DeviceData, Normalizer, resize_uint8, subsample
 from .distributed import Dist, wrap
 from .config import TrainConfig, lr_at
+from ..inspect.layerstats import epoch_layer_stats
 
 MAX_EPOCH_CHECKPOINTS = 20
 EVAL_BATCH = 1024
@@ -538,6 +539,7 @@ def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_ac
                       "images_per_s": st.seen / max(st.train_s, 1e-9),
                       "epoch_s": time.perf_counter() - st.t_start, "elapsed_s": run.elapsed(),
                       "step": run.global_step, "progress": run.global_step / max(1, run.total_steps)}
+    run.last_epoch["layers"] = epoch_layer_stats(run.model)  # per-layer norms for the Microscope page
     if not math.isfinite(run.last_epoch["train_loss"]) or not math.isfinite(test_loss):
         return _finish(run, "diverged", message=f"The loss became NaN/inf in epoch {epoch}.",
                        advice=advice_diverged(cfg), diverged_step=run.global_step)
