@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.image_state import current_image, current_label
-from ui.layout import page_header, user_error
+from ui.layout import one_line, page_header, user_error
 
 page_header(
     "Architectures",
@@ -79,7 +79,7 @@ with tab_layers:
         with st.spinner(f"Building {name} and running one {channels}x{size}x{size} input through it..."):
             summ = _summary(name, int(size), int(channels), int(classes))
     except (RuntimeError, ValueError) as exc:
-        user_error(f"{name} cannot take a {channels}x{size}x{size} input: {str(exc).splitlines()[0][:200]}. "
+        user_error(f"{name} cannot take a {channels}x{size}x{size} input: {one_line(exc)[:200]}. "
                    f"It expects {info.in_channels}x{info.input_size}x{info.input_size}.")
     if summ is not None:
         m1, m2, m3, m4, m5 = st.columns(5)

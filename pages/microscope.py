@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from ui.layout import page_header, user_error
+from ui.layout import error_line, one_line, page_header, user_error
 
 page_header(
     "Microscope",
@@ -176,7 +176,7 @@ def load(choice: dict):
         with st.spinner(f"Loading {name}…"):
             loaded = load_weights(key, kind, name, choice["seed"], path, raw)
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        user_error(f"Couldn't use these weights: {str(exc).splitlines()[0]}")
+        error_line("Couldn't use these weights", exc)
         return None, "the weights could not be loaded"
     for w in loaded.warnings:
         st.warning(w, icon=":material/warning:")
@@ -319,7 +319,7 @@ def _dataset_or_error(spec: str):
         with st.spinner(f"Loading the {spec} test split…"):
             return _test_set(spec)
     except (ValueError, FileNotFoundError, OSError) as exc:
-        user_error(f"Can't load the {spec} test split: {str(exc).splitlines()[0]}")
+        error_line(f"Can't load the {spec} test split", exc)
         return None
 
 
@@ -381,7 +381,7 @@ def channel_view(choice: dict, loaded, key: str, spec: str) -> None:
             try:
                 scores = _ranked(key, layer, spec, loaded, ds.images)
             except ValueError as exc:
-                user_error(str(exc).splitlines()[0])
+                user_error(one_line(exc))
     if scores is not None:
         top, bottom = scores.top(ch, K), scores.bottom(ch, K)
         st.markdown("**Most**")
@@ -447,7 +447,7 @@ def featurevis_view(loaded, key: str, layer: str, ch: int) -> None:
         try:
             store[tkey] = _run_vis(loaded, ("channel", layer, ch), s, f"channel {ch}")
         except ValueError as exc:
-            user_error(str(exc).splitlines()[0])
+            user_error(one_line(exc))
     if tkey in store:
         _show_vis(store[tkey], v1)
     else:
@@ -459,7 +459,7 @@ def featurevis_view(loaded, key: str, layer: str, ch: int) -> None:
         try:
             store[ckey] = _run_vis(loaded, ("class", int(cls)), s, loaded.classes[cls])
         except ValueError as exc:
-            user_error(str(exc).splitlines()[0])
+            user_error(one_line(exc))
     if ckey in store:
         _show_vis(store[ckey], v2)
     else:

@@ -458,6 +458,7 @@ def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     from cnnviz.inspect import viewing
     from cnnviz.train import TrainConfig, fit
     from cnnviz import runs
+    from cnnviz.runs.model import load_model
     from cnnviz.train.export import export_script
 
     D.save(D.preset("lenet5"))
@@ -473,7 +474,7 @@ def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     D.save({**D.PRESETS["lenet5"], "layers": D.PRESETS["lenet5"]["layers"][:6] + [{"type": "gelu"}]
             + D.PRESETS["lenet5"]["layers"][7:]})
     run = runs.read_run(tmp_path / "run")
-    model, _ = runs.load_model(run)
+    model, _ = load_model(run)
     assert type(model.relu1).__name__ == "ReLU"
     loaded = viewing.from_checkpoint(run.last_checkpoint, "lenet5")
     assert loaded.name == "design:lenet5.json" and loaded.trained
@@ -481,7 +482,7 @@ def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     assert resumed[-1].kind == "error" and "a design's weights load only into the same design" in \
         resumed[-1].data["message"]
     (designs / "lenet5.json").unlink()
-    assert runs.load_model(run)[0].design_hash == meta["design_hash"]
+    assert load_model(run)[0].design_hash == meta["design_hash"]
 
     script = export_script(tmp_path / "run", tmp_path / "out" / "repro.py")
     text = script.read_text()

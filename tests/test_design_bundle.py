@@ -10,6 +10,7 @@ from cnnviz import models
 from cnnviz.models import design
 from cnnviz.train import TrainConfig, bundle, fit
 from cnnviz import runs
+from cnnviz.runs.model import load_model
 
 
 def test_a_design_run_exports_a_checked_onnx_bundle(tmp_path, monkeypatch):
@@ -28,7 +29,7 @@ def test_a_design_run_exports_a_checked_onnx_bundle(tmp_path, monkeypatch):
     res = bundle.bundle_run(run_dir, tmp_path / "out")
     assert res.max_diff <= 1e-4 and res.top1_agree == res.n_checked
     assert {"model.onnx", "predict.py", "labels.json", "preprocess.json"} <= {p.name for p in (tmp_path / "out").iterdir()}
-    model, meta = runs.load_model(runs.read_run(run_dir))
+    model, meta = load_model(runs.read_run(run_dir))
     assert sum(p.numel() for p in model.parameters()) == 40_010
     x = torch.rand(1, 3, 32, 32)
     assert model(x).shape == (1, 10)

@@ -30,6 +30,12 @@ ARGS = ["--model", "lenet5", "--dataset", "shapes", "--augment", "none", "--batc
         "--device", "cpu", "--limit-train", "1536", "--limit-test", "512", "--no-progress"]
 
 
+def _lines(run_dir: Path) -> list[dict]:
+    """Every JSON line of the run's metrics.jsonl (the raw log: these tests compare every step)."""
+    p = run_dir / runs.METRICS_FILE
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()] if p.exists() else []
+
+
 def _env(root: Path) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), "CNNVIZ_RUNS": str(root), "OMP_NUM_THREADS": "1"}
 
@@ -40,11 +46,11 @@ def cli(root: Path, *args, timeout=300) -> subprocess.CompletedProcess:
 
 
 def step_losses(run_dir: Path) -> list[tuple[int, float]]:
-    return [(x["step"], x["loss"]) for x in runs.read_jsonl(run_dir / runs.METRICS_FILE) if x.get("kind") == "step"]
+    return [(x["step"], x["loss"]) for x in _lines(run_dir) if x.get("kind") == "step"]
 
 
 def kinds(run_dir: Path, kind: str) -> list[dict]:
-    return [x for x in runs.read_jsonl(run_dir / runs.METRICS_FILE) if x.get("kind") == kind]
+    return [x for x in _lines(run_dir) if x.get("kind") == kind]
 
 
 def test_two_ranks_match_one_process_step_by_step_and_resume(tmp_path):
@@ -130,7 +136,7 @@ def test_a_dying_rank_takes_the_run_down_and_it_resumes(tmp_path, monkeypatch):
     end = time.monotonic() + 240
     while time.monotonic() < end and not kinds(run_dir, "checkpoint"):
         time.sleep(0.2)
-    assert kinds(run_dir, "checkpoint"), runs.log_tail(run_dir)
+    assert kinds(run_dir, "checkpoint"), runs.layout.log_tail(run_dir)
     pid = _rank_pid(run_dir, 1)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -138,7 +144,7 @@ def test_a_dying_rank_takes_the_run_down_and_it_resumes(tmp_path, monkeypatch):
     while time.monotonic() < end and runs.read_run(run_dir).status != "interrupted":
         time.sleep(0.2)
     info = runs.read_run(run_dir)
-    assert info.status == "interrupted", (info.status, runs.log_tail(run_dir))
+    assert info.status == "interrupted", (info.status, runs.layout.log_tail(run_dir))
     done = info.epochs_done
     queue.submit(TrainConfig(**{**cfg.to_dict(), "epochs": done + 1}), tmp_path, resume_run_dir=run_dir,
                     nproc=2)
@@ -146,6 +152,6 @@ def test_a_dying_rank_takes_the_run_down_and_it_resumes(tmp_path, monkeypatch):
     while time.monotonic() < end and runs.read_run(run_dir).status != "finished":
         time.sleep(0.2)
     info = runs.read_run(run_dir)
-    assert info.status == "finished", runs.log_tail(run_dir)
+    assert info.status == "finished", runs.layout.log_tail(run_dir)
     assert [e["epoch"] for e in info.epochs] == list(range(1, done + 2))
     assert json.loads((run_dir / runs.CONFIG_FILE).read_text())["epochs"] == done + 1

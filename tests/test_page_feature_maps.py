@@ -280,8 +280,9 @@ SHAPE_CLASSES = {"circle", "square", "triangle", "star", "cross", "ring", "diamo
 @pytest.fixture(scope="module")
 def _shapes_run_module(tmp_path_factory):
     """A tiny finished LeNet5 run on `shapes` in its own runs folder."""
-
     from cnnviz.train import TrainConfig
+
+    from .runtools import train_run
 
     root = tmp_path_factory.mktemp("fm-runs")
     return train_run(root, TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",

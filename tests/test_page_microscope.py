@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from cnnviz.inspect.viewing import shipped_checkpoints
 from cnnviz.train import TrainConfig
 
+from .runtools import train_run
 from .pagetest import ok, open_page, page_path
 
 PAGE = page_path("microscope")
@@ -38,11 +39,9 @@ def _own_cache(tmp_path, monkeypatch):
 def made_run(tmp_path_factory):
     """A finished LeNet5 run on shapes with 2 saved epochs (its epoch records carry layer stats)."""
     root = tmp_path_factory.mktemp("ms-runs")
-    job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                     limit_train=256, limit_test=64), runs_root=root)
-    job.join(300)
-    assert job.snapshot()["status"] == "finished"
-    return root, job.run_id
+    run_dir = train_run(root, TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
+                                          limit_train=256, limit_test=64))
+    return root, run_dir.name
 
 
 def test_default_render_shipped_lenet_all_views():

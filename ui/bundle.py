@@ -12,7 +12,7 @@ from typing import Callable
 import streamlit as st
 
 from cnnviz.train import bundle
-from ui.layout import user_error
+from ui.layout import error_line
 
 
 def bundle_download(prefix: str, ident: str, stem: str, make_source: Callable[[], bundle.BundleSource]) -> None:
@@ -33,7 +33,7 @@ def bundle_download(prefix: str, ident: str, stem: str, make_source: Callable[[]
                 with st.spinner("Exporting to ONNX and checking it against PyTorch…"):
                     data, result = bundle.bundle_zip(make_source(), folder_name=stem)
             except (ValueError, OSError, RuntimeError) as exc:
-                user_error(f"No bundle: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                error_line("No bundle", exc)
                 return
             held = {"ident": ident, "name": f"{stem}.zip", "data": data, "result": result.to_dict()}
             st.session_state[state_key] = held

@@ -13,7 +13,7 @@ import streamlit as st
 
 from cnnviz.models import design as D
 from cnnviz.train.config import TrainConfig
-from ui.layout import user_error
+from ui.layout import one_line, user_error
 
 K_LAYERS, K_NEXT, K_MSG = "des_layers", "des_next", "des_msg"
 K_NAME, K_C, K_SIZE, K_CLASSES = "des_name", "des_in_c", "des_in_size", "des_classes"
@@ -126,7 +126,7 @@ def _save(design: D.Design, classes: int) -> None:
         existed = (D.designs_root() / D.file_name(design.name)).is_file()
         path = D.save(design, classes)
     except (ValueError, OSError) as exc:
-        st.session_state[K_MSG] = ("error", str(exc).splitlines()[0])
+        st.session_state[K_MSG] = ("error", one_line(exc))
         return
     replaced = " (replacing the old one)" if existed else ""
     st.session_state[K_MSG] = ("ok", f"Saved {path.name} in {D.designs_root()}{replaced}: pick "
