@@ -127,7 +127,9 @@ def _config_from_form() -> TrainConfig:
         path = (ss.get("train_path") or "").strip()
         if not path:
             raise ValueError("Type the path of an image folder (class sub-folders) or a .zip file.")
-        ds = ("zip:" if path.lower().endswith(".zip") else "folder:") + path
+        from cnnviz.data import visitor_spec  # a browser's path: only under CNNVIZ_DATA_ROOTS
+
+        ds = visitor_spec(("zip:" if path.lower().endswith(".zip") else "folder:") + path)
     aug = ss["train_augment"]
     if aug == STUDIO:
         aug = ss.get("augment_pipeline_json") or "none"
