@@ -1017,12 +1017,9 @@ def resolve_path(ref: str, *, inside_only: bool = False) -> Path:
     root = designs_root()
     p = Path(ref) if inside_only else Path(ref).expanduser()
     real, home = (root / p).resolve(), root.resolve()
-    if real == home or home in real.parents:
-        if real.is_file():
-            return real
-        if inside_only:
-            raise ValueError(f"No design file {ref[:80]!r} in the designs folder.")
-    elif inside_only:
+    if (real == home or home in real.parents) and real.is_file():
+        return real
+    if inside_only:
         raise ValueError(f"Design {ref[:80]!r} is not a file in the designs folder; only saved designs "
                          "(design:NAME.json) are opened here.")
     given = p.resolve()
