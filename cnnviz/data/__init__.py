@@ -10,7 +10,8 @@ Modules:
 - `downloads`: CIFAR-10, MNIST, Fashion-MNIST through torchvision (download only when asked).
 - `files`: `folder:PATH` and `zip:PATH` image trees, decoded within bounds (`cnnviz.limits`),
   `visitor_spec` (a browser's paths confined to the data roots); `decode`: fast batched decoding
-  with a pixel guard, large images alone at the size kept; `safezip`: hostile-zip-proof reading; `cache`: safetensors cache of decoded sets.
+  with a pixel guard, large images alone at the size kept; `safezip`: hostile-zip-proof reading;
+  `cache`: safetensors cache of decoded sets.
 - `summary`: what the Datasets page shows (sample rows, class counts, mean/std vs tutorials).
 """
 

@@ -84,6 +84,8 @@ def dataset_label(spec: str) -> str:
 def random_model(name: str, seed: int = 0, num_classes: int = 10) -> Loaded:
     """`name` with seeded random weights (eval mode)."""
     info = models.info(name)
+    need = build_bytes(lambda: models.create(name, num_classes=num_classes, in_channels=info.in_channels))
+    limits.check_budget(f"building {name[:80]} with random weights", need)
     torch.manual_seed(seed)
     model = models.create(name, num_classes=num_classes, in_channels=info.in_channels).eval()
     return Loaded(model, name, False, [f"class {i}" for i in range(num_classes)], info.mean, info.std,
