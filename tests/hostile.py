@@ -64,7 +64,14 @@ def measure(setup: str, attacks: dict[str, str], budget_mb: int, env: dict[str, 
                        text=True, timeout=timeout)
     line = next((ln for ln in reversed(p.stdout.splitlines()) if ln.startswith("HOSTILE ")), None)
     assert p.returncode == 0 and line is not None, f"child failed (rc {p.returncode}):\n{p.stderr[-4000:]}"
-    return json.loads(line[len("HOSTILE "):])
+    out = json.loads(line[len("HOSTILE "):])
+    log = os.environ.get("CNNVIZ_HOSTILE_LOG")  # for people: one JSON line per attack (name, rise, message)
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            for name, r in out.items():
+                f.write(json.dumps({"attack": name, "budget_mb": budget_mb, "rise_mb": round(r["rise"] / 2**20, 1),
+                                    "error": (r["error"] or [None, None])[:2]}) + "\n")
+    return out
 
 
 def refused(report: dict, kind: str, *words: str) -> str:

@@ -16,6 +16,7 @@ stacked copy) must fit the server's memory budget.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .. import limits
 from .registry import DatasetError, Progress, RawSplits, dataset_kind, report
@@ -140,9 +142,6 @@ class _Bounds:
 
 
 def _probe_size(data: bytes) -> tuple[int, int]:
-    from PIL import Image
-    import io
-
     with Image.open(io.BytesIO(data)) as im:  # the header only
         return im.size
 
