@@ -18,6 +18,7 @@ page_header(
 )
 
 from cnnviz import data as D  # noqa: E402  (after the header has painted)
+from cnnviz import limits  # noqa: E402
 from cnnviz.data import summary as S  # noqa: E402
 from cnnviz.data import downloads as TV  # noqa: E402
 
@@ -63,7 +64,8 @@ def _load(spec: str, split: str, *, download: bool = False, refresh: bool = Fals
     if upload is None and key[2] is None:  # just downloaded: key it by what is there now
         key = (spec, split, D.source_key(spec))
     mem[key] = ds
-    while len(mem) > MEMORY_ENTRIES:
+    while len(mem) > 1 and (len(mem) > MEMORY_ENTRIES or  # at most the memory budget, oldest out first
+                            sum(d.images.nbytes for d in mem.values()) > limits.server_budget_bytes()):
         mem.popitem(last=False)
     return ds
 
@@ -103,7 +105,7 @@ try:
             st.info("Type the path of a folder or a .zip file with one sub-folder per class.",
                     icon=":material/folder_open:")
         else:
-            spec = f"zip:{path}" if path.lower().endswith(".zip") else f"folder:{path}"
+            spec = D.visitor_spec(f"zip:{path}" if path.lower().endswith(".zip") else f"folder:{path}")  # data roots only
             refresh = st.button("Re-read the files (ignore the cache)", key="ds_refresh",
                                 help="The cache notices added, removed and renamed files; press this after "
                                      "overwriting files in place.")

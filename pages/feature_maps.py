@@ -26,6 +26,7 @@ from cnnviz import models  # noqa: E402
 from cnnviz.images import display, prepare_digit  # noqa: E402
 from cnnviz.inspect import features, viewing  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
+from cnnviz.limits import BudgetError  # noqa: E402
 from cnnviz.inspect.receptive import draw_box  # noqa: E402
 from cnnviz.train import bundle  # noqa: E402
 from ui.bundle import bundle_download  # noqa: E402
@@ -61,6 +62,16 @@ def _predict(key: str, digest: str, _model, _x, _classes: tuple[str, ...]):
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
     return features.grad_cam(_model, _x, layer, target)
+
+
+def _within_budget(call):
+    """call(); activations over the server's memory budget (estimated before the forward pass) are one
+    line on the page, which stops there."""
+    try:
+        return call()
+    except BudgetError as exc:
+        user_error(str(exc))
+        st.stop()
 
 
 # ---- model and weights ---------------------------------------------------------------------
@@ -176,7 +187,7 @@ else:
         fallback_reason = "the weights could not be loaded"
 if loaded is None:
     key = f"{RANDOM}|{name}|0|||"
-    loaded = _load(key, RANDOM, name, 0, "", None)
+    loaded = _within_budget(lambda: _load(key, RANDOM, name, 0, "", None))
     st.caption(f"Showing {name} with random weights (seed 0) while {fallback_reason}.")
 elif kind_note:
     st.caption(kind_note)
@@ -228,7 +239,7 @@ if prep is not None:
             st.info("Nothing to read yet: draw a digit on the canvas in the sidebar (**Or draw one**), as large "
                     "as you like: it is scaled and centred the way MNIST was.", icon=":material/draw:")
         else:
-            reading = _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
+            reading = _within_budget(lambda: _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes)))
             best, name_best, p_best = reading[0]
             st.metric("The model reads", name_best, f"{p_best:.1%} sure", delta_color="off", delta_arrow="off")
             st.caption("Next: " + ", ".join(f"{n} {p:.1%}" for _, n, p in reading[1:4]) + ".")
@@ -247,7 +258,7 @@ layer = l1.selectbox(
     format_func=lambda n: f"{'  ' * (by_name[n].depth - 1)}{n} · {by_name[n].type} · "
                           f"{' x '.join(map(str, by_name[n].shape[1:])) or '-'}")
 li = by_name[layer]
-fmap = _fmap(model_key, img_digest, layer, loaded.model, x)
+fmap = _within_budget(lambda: _fmap(model_key, img_digest, layer, loaded.model, x))
 
 if fmap.dim() == 3:
     C, H, W = fmap.shape
@@ -316,7 +327,7 @@ elif not loaded.trained:
 elif not spatial:
     st.info("This model has no spatial layer for Grad-CAM.")
 else:
-    top = reading or _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes))
+    top = reading or _within_budget(lambda: _predict(model_key, img_digest, loaded.model, x, tuple(loaded.classes)))
     p1, p2, p3 = st.columns([1, 1, 1.2], gap="large")
     with p1:
         st.dataframe(pd.DataFrame([{"class": n, "probability": p} for _, n, p in top]), hide_index=True,
@@ -334,7 +345,7 @@ else:
         cam_layer = st.selectbox("Grad-CAM layer", spatial_names, index=spatial_names.index(cam_default),
                                  key=f"fm_cam_layer_{loaded.name}")
     with st.spinner("Grad-CAM..."):
-        cam = _cam(model_key, img_digest, cam_layer, int(target), loaded.model, x)
+        cam = _within_budget(lambda: _cam(model_key, img_digest, cam_layer, int(target), loaded.model, x))
     with p2:
         st.image(features.cam_overlay(small.resize((320, 320)), cam.cam, 0.5), width="stretch")
         st.caption(f"Grad-CAM for **{loaded.classes[cam.target]}** (p = {float(cam.probs[cam.target]):.1%}) at "

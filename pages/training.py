@@ -18,7 +18,7 @@ from cnnviz.device import available_devices
 from cnnviz.runs import LAST_WEIGHTS, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
 from cnnviz.runs import snapshot as run_snapshot
 from cnnviz.runs import sweeps
-from cnnviz.runs.limits import Limits
+from cnnviz.runs.quotas import Limits
 from cnnviz.train import PRESETS, TrainConfig
 from ui.layout import error_line, page_header
 from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
@@ -117,7 +117,7 @@ def config_from_form() -> TrainConfig:
         path = (ss.get("train_path") or "").strip()
         if not path:
             raise ValueError("Type the path of an image folder (class sub-folders) or a .zip file.")
-        values["dataset"] = ("zip:" if path.lower().endswith(".zip") else "folder:") + path
+        values["dataset"] = data.visitor_spec(("zip:" if path.lower().endswith(".zip") else "folder:") + path)
     if values["augment"] == STUDIO:
         values["augment"] = ss.get("augment_pipeline_json") or "none"
     for name in ("limit_train", "limit_test"):

@@ -329,7 +329,7 @@ def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path):
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
     assert "kept no checkpoint for epoch 7 (kept epochs: 1)" in p.stderr
     assert not (tmp_path / "a").exists()
-    # an output folder that exists and is not empty: refused, untouched; --force replaces it
+    # an output folder that exists and is not empty: refused, untouched; --force replaces only an earlier bundle
     full = tmp_path / "full"
     full.mkdir()
     (full / "mine.txt").write_text("keep me")
@@ -337,6 +337,12 @@ def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path):
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "--force" in p.stderr
     assert os.listdir(full) == ["mine.txt"]
     p = _cli("export", str(shapes_run), "--bundle", str(full), "--force")
+    assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
+    assert "--force replaces only an earlier bundle" in p.stderr and "'mine.txt'" in p.stderr
+    assert os.listdir(full) == ["mine.txt"]
+    (full / "mine.txt").unlink()
+    assert _cli("export", str(shapes_run), "--bundle", str(full)).returncode == 0
+    p = _cli("export", str(shapes_run), "--bundle", str(full), "--force")  # an earlier bundle: replaced
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(full)) == sorted(bundle.FILES)
     # an empty existing folder is fine

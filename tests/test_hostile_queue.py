@@ -16,7 +16,7 @@ import pytest
 
 from cnnviz import runs
 from cnnviz.runs import Status, queue, sweeps
-from cnnviz.runs.limits import LimitError, Limits
+from cnnviz.runs.quotas import LimitError, Limits
 from cnnviz.train import TrainConfig
 
 from .runtools import runs_root, wait_for  # noqa: F401  (fixture)

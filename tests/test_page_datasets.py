@@ -107,7 +107,8 @@ def test_split_and_seed_change_the_output():
     assert not at.exception and _images(at) != test_grid
 
 
-def test_folder_path_loads_and_bad_path_is_one_error(tmp_path):
+def test_folder_path_loads_and_bad_path_is_one_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_DATA_ROOTS", str(tmp_path))  # paths typed here must lie under the data roots
     root = _tree(tmp_path / "colours")
     at = _app()
     at.selectbox(key="ds_source").set_value("path").run()
@@ -127,7 +128,8 @@ def test_folder_path_loads_and_bad_path_is_one_error(tmp_path):
     assert f"| red | {100 / 255:.4f} |" in md
 
 
-def test_zip_path_and_upload(tmp_path):
+def test_zip_path_and_upload(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_DATA_ROOTS", str(tmp_path))
     root = _tree(tmp_path / "colours")
     entries = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in sorted(root.rglob("*.png"))]
     blob = _zip(entries)

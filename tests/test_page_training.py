@@ -94,7 +94,7 @@ def test_bad_input_is_one_line_and_starts_nothing():
     at.button(key="train_start").click().run()
     assert not at.exception
     errs = _not_started(at)
-    assert len(errs) == 1 and "does not exist" in errs[0] and "\n" not in errs[0]
+    assert len(errs) == 1 and "is not inside the folders this server reads" in errs[0] and "\n" not in errs[0]
     assert runs.run_dirs() == []
 
 

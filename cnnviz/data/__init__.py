@@ -8,14 +8,17 @@ Modules:
 - `digits`: the built-in, offline `digits` set: 5,000 MNIST digits shipped in assets/digits/
   (a seeded, stratified 4,500 / 500 split; `CREDIT` says whose they are).
 - `downloads`: CIFAR-10, MNIST, Fashion-MNIST through torchvision (download only when asked).
-- `files`: `folder:PATH` and `zip:PATH` image trees; `decode`: fast batched decoding with a
-  pixel guard; `safezip`: hostile-zip-proof reading; `cache`: safetensors cache of decoded sets.
+- `files`: `folder:PATH` and `zip:PATH` image trees, decoded within bounds (`cnnviz.limits`),
+  `visitor_spec` (a browser's paths confined to the data roots); `decode`: fast batched decoding
+  with a pixel guard, large images alone at the size kept; `safezip`: hostile-zip-proof reading;
+  `cache`: safetensors cache of decoded sets.
 - `summary`: what the Datasets page shows (sample rows, class counts, mean/std vs tutorials).
 """
 
 from .datasets import (SHAPES_TEST, SHAPES_TRAIN, SPLITS, DatasetError, ImageDataset, channel_stats,
                        check_dataset, dataset_choices, load_dataset, load_dataset_from_zip_bytes, parse_spec,
-                       source_key)
+                       source_key, visitor_spec)
 
 __all__ = ["SHAPES_TEST", "SHAPES_TRAIN", "SPLITS", "DatasetError", "ImageDataset", "channel_stats",
-           "check_dataset", "dataset_choices", "load_dataset", "load_dataset_from_zip_bytes", "parse_spec", "source_key"]
+           "check_dataset", "dataset_choices", "load_dataset", "load_dataset_from_zip_bytes", "parse_spec", "source_key",
+           "visitor_spec"]

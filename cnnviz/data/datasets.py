@@ -26,7 +26,7 @@ from . import shapes as _shapes
 from .registry import KINDS, DatasetError, Progress, RawSplits, dataset_kind, report
 
 __all__ = ["DatasetError", "ImageDataset", "load_dataset", "load_dataset_from_zip_bytes",
-           "dataset_choices", "parse_spec", "channel_stats", "source_key", "SPLITS"]
+           "dataset_choices", "parse_spec", "channel_stats", "source_key", "visitor_spec", "SPLITS"]
 
 SPLITS = ("train", "test")
 SHAPES_TRAIN = 20_000
@@ -98,6 +98,7 @@ def _load_shapes(arg: str, download: bool, progress: Progress) -> RawSplits:
 # the other kinds register themselves on import
 from . import digits as _digits  # noqa: E402,F401  (registers digits, the built-in MNIST sample)
 from . import files as _files  # noqa: E402
+from .files import visitor_spec  # noqa: E402,F401  (a browser's folder:/zip: confined to the data roots)
 from . import downloads as _downloads  # noqa: E402,F401  (registers cifar10, mnist, fashion-mnist)
 
 

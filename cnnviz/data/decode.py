@@ -1,9 +1,12 @@
-"""Decoding many small image files fast, with a pixel-count guard read from the header.
+"""Decoding many small image files fast, and large ones one at a time at the size that is kept.
 
 JPEG and PNG sizes are read straight from the bytes (the SOF marker / the IHDR chunk), so a
 file claiming more than MAX_PIXELS is refused before anything is allocated; other formats are
-probed with Pillow. JPEGs are decoded with torchvision's libjpeg-turbo in batches, everything
-else with `torchvision.io.decode_image`, falling back to Pillow (BMP, TIFF, PPM, ...).
+probed with Pillow. Small JPEGs (long side up to BIG_SIDE) are decoded with torchvision's
+libjpeg-turbo in batches of at most BATCH_BYTES decoded bytes; a larger image is decoded alone with
+Pillow, a JPEG through its draft mode (libjpeg scales by 1/2, 1/4 or 1/8 while decoding, so a
+40-megapixel photo never exists at full size), and shrunk to MAX_SIDE in uint8; everything else
+small goes through `torchvision.io.decode_image`, falling back to Pillow (BMP, TIFF, PPM, ...).
 An unreadable file gives None, never an exception.
 
 Why not Pillow for everything: on 60,000 CIFAR JPEGs, `Image.open` just to read the size cost
@@ -23,6 +26,8 @@ from PIL import Image
 
 MAX_SIDE = 256            # larger images are scaled down on decode (memory stays bounded)
 MAX_PIXELS = 40_000_000   # refuse to decode anything claiming more pixels (decompression bombs)
+BIG_SIDE = 2 * MAX_SIDE   # images with a longer side are decoded one at a time, straight to about MAX_SIDE
+BATCH_BYTES = 32 * 2**20  # decoded bytes of one batched libjpeg-turbo call
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # start-of-frame markers carry the image size (C4 = DHT, C8 = JPG, CC = DAC are not SOF)
@@ -66,18 +71,21 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _check_pixels(data: bytes) -> bool:
-    """True if the header's size is known; raises if it claims too many pixels."""
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header alone (Pillow reads only the header for formats not parsed here)."""
     size = header_size(data)
     if size is None:
         with Image.open(io.BytesIO(data)) as probe:  # header only
             size = probe.size
-        known = False
-    else:
-        known = True
+    return size
+
+
+def _check_pixels(data: bytes) -> tuple[int, int]:
+    """The image's (width, height); raises if it claims too many pixels."""
+    size = image_size(data)
     if size[0] * size[1] > MAX_PIXELS:
         raise ValueError(f"{size[0]}x{size[1]} is too many pixels")
-    return known
+    return size
 
 
 def resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -116,9 +124,24 @@ def _torchvision_io():
         return None
 
 
+def _decode_reduced(data: bytes) -> torch.Tensor:
+    """A large image, alone, with Pillow: JPEGs in draft mode (scaled by libjpeg while decoding), then
+    shrunk to MAX_SIDE in uint8 (no full-size float copy)."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format == "JPEG":
+            im.draft("L" if im.mode == "L" else "RGB", (MAX_SIDE, MAX_SIDE))
+        im.load()
+        im = im.convert("L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB")
+        im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
+        arr = np.asarray(im)
+    return torch.from_numpy(arr.copy()).reshape(arr.shape[0], arr.shape[1], -1).permute(2, 0, 1)
+
+
 def decode(data: bytes) -> torch.Tensor:
     """Bytes -> uint8 (C, H, W) with C in {1, 3}; raises on anything unreadable or too large."""
-    _check_pixels(data)
+    w, h = _check_pixels(data)
+    if max(w, h) > BIG_SIDE:
+        return _finish(_decode_reduced(data))
     tv = _torchvision_io()
     try:
         if tv is None:
@@ -141,37 +164,52 @@ def _decode_jpegs(tv, blobs: list[bytes]) -> list[torch.Tensor]:
         return tv[2]([_as_tensor(b) for b in blobs], mode=tv[0].UNCHANGED)
 
 
+def _batches(items: list[tuple[int, int]], per: int) -> list[list[int]]:
+    """Indices grouped into batches of at most `per` files and BATCH_BYTES decoded bytes."""
+    out: list[list[int]] = []
+    cur: list[int] = []
+    size = 0
+    for i, nbytes in items:
+        if cur and (len(cur) >= per or size + nbytes > BATCH_BYTES):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(i)
+        size += nbytes
+    return out + ([cur] if cur else [])
+
+
 def decode_many(blobs: list[bytes | None], pool: Executor | None = None, workers: int = 1
                 ) -> list[torch.Tensor | None]:
     """Decode a list of files' bytes; None where a file is missing, unreadable or too large.
 
-    JPEGs whose header size is within the limit go through batched libjpeg-turbo calls, split
-    over `workers` threads of `pool` when given (the decoder releases the GIL: ~1.5x on 2 cores);
-    if a batch fails (one corrupt file), its files are retried one by one to find the culprit.
+    Small JPEGs go through batched libjpeg-turbo calls of at most BATCH_BYTES decoded bytes, split
+    over `workers` threads of `pool` when given (the decoder releases the GIL: ~1.5x on 2 cores), at
+    most `workers` batches at once; if a batch fails (one corrupt file), its files are retried one by
+    one to find the culprit. Everything else is decoded one at a time (`decode`).
     """
     tv = _torchvision_io()
     out: list[torch.Tensor | None] = [None] * len(blobs)
-    jpeg_idx: list[int] = []
+    small: list[tuple[int, int]] = []
     rest: list[int] = []
     for i, data in enumerate(blobs):
         if not data:
             continue
         size = header_size(data) if is_jpeg(data) else None
-        if size is not None and tv is not None:
-            if size[0] * size[1] <= MAX_PIXELS:
-                jpeg_idx.append(i)
+        if size is not None and size[0] * size[1] > MAX_PIXELS:
+            continue  # a bomb: never decoded
+        if size is not None and tv is not None and max(size) <= BIG_SIDE:
+            small.append((i, size[0] * size[1] * 3))
         else:
             rest.append(i)
-    if jpeg_idx:
-        parts = [jpeg_idx]
-        if pool is not None and workers > 1 and len(jpeg_idx) >= 64 * workers:
-            step = -(-len(jpeg_idx) // workers)
-            parts = [jpeg_idx[i:i + step] for i in range(0, len(jpeg_idx), step)]
-        if len(parts) > 1:
-            futures = [pool.submit(_decode_jpegs, tv, [blobs[i] for i in part]) for part in parts]
-        for k, part in enumerate(parts):
+    parallel = pool is not None and workers > 1 and len(small) >= 64 * workers
+    batches = _batches(small, -(-len(small) // workers) if parallel else max(1, len(small)))
+    for g in range(0, len(batches), workers if parallel else 1):
+        group = batches[g:g + (workers if parallel else 1)]
+        if len(group) > 1:
+            futures = [pool.submit(_decode_jpegs, tv, [blobs[i] for i in part]) for part in group]
+        for k, part in enumerate(group):
             try:
-                imgs = futures[k].result() if len(parts) > 1 else _decode_jpegs(tv, [blobs[i] for i in part])
+                imgs = futures[k].result() if len(group) > 1 else _decode_jpegs(tv, [blobs[i] for i in part])
                 for i, img in zip(part, imgs):
                     out[i] = _finish(img)
             except (RuntimeError, ValueError):

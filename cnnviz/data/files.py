@@ -5,11 +5,18 @@ seeded, per-class 90/10 split. A single wrapping folder (as made by zipping a fo
 through. Files are decoded with torchvision.io (libjpeg-turbo/libpng, fast) with Pillow as the
 fallback (cnnviz.data.decode); unreadable files are skipped and counted, never fatal. Images of different sizes are
 resized to the most common size; images with colour make the whole set RGB.
+
+Bounded (`cnnviz.limits`): at most `max_images()` images; files read in chunks of at most CHUNK files and
+CHUNK_BYTES bytes, files over MAX_FILE_BYTES skipped unread; before a chunk is decoded, the full-size pixel
+bytes its headers claim are added up and compared with the bytes the files take on disk (in the zip):
+above MAX_DECODE_RATIO the dataset is refused as a decompression bomb; the decoded images kept (and their
+stacked copy) must fit the server's memory budget.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -19,13 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from .. import limits
 from .registry import DatasetError, Progress, RawSplits, dataset_kind, report
-from .decode import MAX_PIXELS, MAX_SIDE, decode_many, resize  # noqa: F401  (re-exported)
+from .decode import MAX_PIXELS, MAX_SIDE, decode_many, header_size, resize  # noqa: F401  (re-exported)
 from .safezip import SafeZip, UnsafeZipError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-CHUNK = 2048              # files read/decoded per step
+CHUNK = 2048              # files read/decoded per step, at most
+CHUNK_BYTES = 64 * 2**20  # file bytes read per step, at most (one file may exceed it, up to MAX_FILE_BYTES)
+MAX_FILE_BYTES = 64 * 2**20   # larger files are skipped unread (as the zip reader's per-entry limit)
+RATIO_MIN_BYTES = 16 * 2**20  # the decoded/stored ratio is judged once the images claim this much
 READ_THREADS = 8          # file reads overlap (I/O latency, not CPU)
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))  # JPEG batches decoded in parallel (GIL released)
 SPLIT_SEED = 0
@@ -38,6 +50,8 @@ class Entry:
 
     rel: str
     read: Callable[[], bytes]
+    size: int = 0             # bytes read (uncompressed)
+    stored: int = 0           # bytes on disk or in the zip (compressed); the decode ratio's denominator
 
 
 # ---------------------------------------------------------------- layout
@@ -88,28 +102,86 @@ def _assign(entries: list[Entry]) -> tuple[list[str], list[tuple[Entry, int, str
 
 # ---------------------------------------------------------------- decoding
 def _read(entry: Entry) -> bytes | None:
+    if entry.size > MAX_FILE_BYTES:
+        return None  # skipped unread, counted as unreadable
     try:
         return entry.read()
     except Exception:  # noqa: BLE001 - vanished / unreadable file: counted as skipped
         return None
 
 
+class _Bounds:
+    """Running totals of one dataset's decoding, checked before each chunk is decoded."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.claimed, self.stored, self.kept = n, 0, 0, 0
+        self.budget = limits.server_budget_bytes()
+
+    def add(self, entries: list[Entry], blobs: list[bytes | None], done: int) -> None:
+        for e, data in zip(entries, blobs):
+            if not data:
+                continue
+            self.stored += e.stored or len(data)
+            try:
+                size = header_size(data) or _probe_size(data)
+            except Exception:  # noqa: BLE001 - not an image: decoding skips and counts it
+                continue
+            w, h = size
+            if w * h > MAX_PIXELS:
+                continue  # refused by the decoder without decoding
+            self.claimed += w * h * 3
+            scale = min(1.0, MAX_SIDE / max(w, h, 1))
+            self.kept += 3 * max(1, round(w * scale)) * max(1, round(h * scale))
+        ratio = self.claimed / max(self.stored, 1)
+        if self.claimed > RATIO_MIN_BYTES and ratio > limits.MAX_DECODE_RATIO:
+            raise DatasetError(f"Refused: the images claim {limits.fmt_bytes(self.claimed)} of pixels from "
+                               f"{limits.fmt_bytes(self.stored)} of files ({ratio:,.0f}:1; at most "
+                               f"{limits.MAX_DECODE_RATIO:,.0f}:1): a decompression bomb, not a dataset.")
+        limits.check_budget(f"the decoded images ({done:,} of {self.n:,} files read so far, kept at most "
+                            f"{MAX_SIDE} px and stacked)", 2 * self.kept, self.budget)
+
+
+def _probe_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:  # the header only
+        return im.size
+
+
+def _chunks(entries: list[Entry]) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of at most CHUNK entries and CHUNK_BYTES bytes (at least one entry each)."""
+    out, lo, size = [], 0, 0
+    for i, e in enumerate(entries):
+        if i > lo and (i - lo >= CHUNK or size + e.size > CHUNK_BYTES):
+            out.append((lo, i))
+            lo, size = i, 0
+        size += e.size
+    if lo < len(entries):
+        out.append((lo, len(entries)))
+    return out
+
+
 def _decode_all(assigned: list[tuple[Entry, int, str]], classes: list[str], progress: Progress,
                 layout_note: str, threads: int = 1) -> RawSplits:
     """Read and decode every entry in chunks: reads on `threads` threads one chunk ahead,
-    JPEG decoding on DECODE_THREADS threads."""
+    JPEG decoding on DECODE_THREADS threads; bounded as the module docstring says."""
     decoded: list[tuple[torch.Tensor, int, str]] = []
     skipped = {"train": 0, "test": 0}
     n = len(assigned)
+    if n > limits.max_images():
+        raise DatasetError(f"Refused: {n:,} images, more than the {limits.max_images():,} one dataset may hold "
+                           "here (CNNVIZ_MAX_IMAGES).")
+    entries = [e for e, _, _ in assigned]
+    chunks = _chunks(entries)
+    bounds = _Bounds(n)
     pool = ThreadPoolExecutor(threads) if threads > 1 else None
     dpool = ThreadPoolExecutor(DECODE_THREADS) if DECODE_THREADS > 1 else None
 
-    def read_all(entries: list[Entry]) -> list[bytes | None]:
-        return [_read(e) for e in entries]
+    def read_all(part: list[Entry]) -> list[bytes | None]:
+        return [_read(e) for e in part]
 
-    def fetch(lo: int) -> list[Future]:
+    def fetch(k: int) -> list[Future]:
         """Start reading one chunk: one task per thread, not one per file (futures cost ~25 us)."""
-        chunk = [e for e, _, _ in assigned[lo:lo + CHUNK]]
+        lo, hi = chunks[k]
+        chunk = entries[lo:hi]
         if pool is None:
             done: Future = Future()
             done.set_result(read_all(chunk))
@@ -118,18 +190,19 @@ def _decode_all(assigned: list[tuple[Entry, int, str]], classes: list[str], prog
         return [pool.submit(read_all, chunk[i:i + step]) for i in range(0, len(chunk), step)]
 
     try:
-        pending = fetch(0)
-        for lo in range(0, n, CHUNK):
+        pending = fetch(0) if chunks else []
+        for k, (lo, hi) in enumerate(chunks):
             blobs = [b for f in pending for b in f.result()]  # this chunk's bytes (waits for the reads)
-            if lo + CHUNK < n:
-                pending = fetch(lo + CHUNK)              # the next chunk reads while this one decodes
-            for (_, label, split), img in zip(assigned[lo:lo + CHUNK], decode_many(blobs, dpool, DECODE_THREADS)):
+            bounds.add(entries[lo:hi], blobs, hi)
+            if k + 1 < len(chunks):
+                pending = fetch(k + 1)                   # the next chunk reads while this one decodes
+            for (_, label, split), img in zip(assigned[lo:hi], decode_many(blobs, dpool, DECODE_THREADS)):
                 if img is None:
                     skipped[split] += 1
                 else:
                     decoded.append((img, label, split))
-            done = min(n, lo + CHUNK)
-            report(progress, 0.05 + 0.85 * done / n, f"decoding images {done:,}/{n:,}")
+            del blobs
+            report(progress, 0.05 + 0.85 * hi / n, f"decoding images {hi:,}/{n:,}")
     finally:
         for p in (pool, dpool):
             if p is not None:
@@ -178,17 +251,20 @@ def _resolve_folder(arg: str) -> Path:
     return path.resolve()
 
 
-def _scan(root: Path) -> tuple[list[str], list[tuple[str, int, int, str]]]:
+def _scan(root: Path, sizes: dict[str, int] | None = None) -> tuple[list[str], list[tuple[str, int, int, str]]]:
     """Every file under root as a relative posix path (sorted), and every directory as
-    (relative path, mtime_ns, number of entries, hash of its sorted entry names).
+    (relative path, mtime_ns, number of entries, hash of its sorted entry names); `sizes`, when
+    given, is filled with each file's size (one stat per file: only when loading).
 
     One os.scandir per directory and no stat per file: listing CIFAR-10's 60,000 files takes
-    ~0.05 s where stat-ing each one takes ~0.5 s.
+    ~0.05 s where stat-ing each one takes ~0.4 s. More than 4 x `max_images()` entries is refused
+    (a folder such as `/` is not a dataset, and is not scanned to its end on every rerun).
     """
     base = str(root)
     files: list[str] = []
     dirs: list[tuple[str, int, int, str]] = []
     stack = [""]
+    cap, seen = 4 * limits.max_images(), 0
     while stack:
         rel = stack.pop()
         path = os.path.join(base, rel) if rel else base
@@ -203,8 +279,14 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[str, int, int, str]]]:
                         stack.append(sub)
                     elif e.is_file():
                         files.append(sub)
+                        if sizes is not None:
+                            sizes[sub] = e.stat().st_size
         except OSError:
             continue
+        seen += len(names) + 1
+        if seen > cap:
+            raise DatasetError(f"Refused: the folder holds more than {cap:,} files and folders; a dataset here "
+                               f"may have at most {limits.max_images():,} images (CNNVIZ_MAX_IMAGES).")
         names.sort()
         dirs.append((rel, mtime, len(names), hashlib.sha1("\0".join(names).encode()).hexdigest()[:16]))
     files.sort()
@@ -230,14 +312,19 @@ def load_folder(arg: str, download: bool, progress: Progress) -> RawSplits:
     root = _resolve_folder(arg)
     report(progress, 0.0, f"listing {root}")
     base = str(root)
-    entries = [Entry(rel, (lambda p=f"{base}/{rel}": _read_file(p))) for rel in _scan(root)[0]]
+    sizes: dict[str, int] = {}
+    entries = [Entry(rel, (lambda p=f"{base}/{rel}": _read_file(p)), sizes.get(rel, 0), sizes.get(rel, 0))
+               for rel in _scan(root, sizes)[0]]
     classes, assigned, layout = _assign(entries)
     return _decode_all(assigned, classes, progress, layout, threads=READ_THREADS)
 
 
 def _read_file(path: str) -> bytes:
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read(MAX_FILE_BYTES + 1)  # a file grown since it was listed: still bounded
+    if len(data) > MAX_FILE_BYTES:
+        raise OSError("larger than the per-file limit")
+    return data
 
 
 # ---------------------------------------------------------------- zip:PATH and uploaded zip bytes
@@ -252,7 +339,7 @@ def load_zip_source(source: bytes | Path, progress: Progress) -> RawSplits:
     """Decode a dataset zip (bytes or a path) entirely in memory, after the safety checks."""
     report(progress, 0.0, "checking the zip")
     with _open_zip(source) as zf:
-        entries = [Entry(name, (lambda n=name: zf.read(n))) for name in zf.names]
+        entries = [Entry(name, (lambda n=name: zf.read(n)), *zf.sizes(name)) for name in zf.names]
         classes, assigned, layout = _assign(entries)
         return _decode_all(assigned, classes, progress, layout + " (in a zip)")
 
@@ -276,3 +363,24 @@ def zip_fingerprint(arg: str) -> object:
               description="the same tree inside a zip file: zip:PATH")
 def load_zip(arg: str, download: bool, progress: Progress) -> RawSplits:
     return load_zip_source(_resolve_zip(arg), progress)
+
+
+# ---------------------------------------------------------------- what a browser sends
+def visitor_spec(spec: str) -> str:
+    """A dataset spec typed in a browser: `folder:`/`zip:` paths must lie under `limits.data_roots()`
+    (symlinks resolved) and come back resolved; other specs as they are. DatasetError otherwise, the
+    same whether or not the path exists. (The command line uses paths as given.)"""
+    from .registry import KINDS
+
+    name, _, arg = str(spec).strip().partition(":")
+    if name.strip().lower() not in ("folder", "zip") or name.strip().lower() not in KINDS:
+        return str(spec).strip()
+    kind = name.strip().lower()
+    path = arg.strip()
+    if not path:
+        raise DatasetError(f"{kind}: needs a path inside the data folders, e.g. {kind}:{limits.data_root() / 'pets'}")
+    try:
+        real = limits.confine(path, what=f"The path {path[:120]!r}")
+    except limits.PathRefused as exc:
+        raise DatasetError(str(exc)) from None
+    return f"{kind}:{real}"

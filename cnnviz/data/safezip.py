@@ -106,6 +106,11 @@ class SafeZip:
         """The archive's file (not folder) names, in archive order."""
         return list(self._infos)
 
+    def sizes(self, name: str) -> tuple[int, int]:
+        """(uncompressed, compressed) bytes of one member, from the archive's directory."""
+        info = self._infos[name]
+        return int(info.file_size), int(info.compress_size)
+
     def read(self, name: str) -> bytes:
         """One member's bytes, read in memory; never more than its declared size."""
         info = self._infos[name]

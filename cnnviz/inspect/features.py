@@ -19,7 +19,9 @@ from PIL import Image, ImageOps
 from torch import nn
 from torch.nn import functional as F
 
+from .. import limits
 from ..images import display
+from . import memory
 from .receptive import LayerInfo, trace
 
 Hook = Callable[[nn.Module, tuple, object], object]
@@ -86,6 +88,16 @@ def _batched(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return x, False
 
 
+def check_memory(model: nn.Module, xb: torch.Tensor, what: str = "the forward pass", grad: bool = False) -> None:
+    """BudgetError before running `model` on the batch `xb` when its activations (estimated on the
+    `meta` device: `cnnviz.inspect.memory`) would exceed the server's budget."""
+    est = memory.estimate(model, tuple(xb.shape[1:]))
+    per = est.training if grad else est.inference
+    c, h, w = (tuple(xb.shape[1:]) + (1, 1, 1))[:3]
+    limits.check_budget(f"{what} of {type(model).__name__} on {xb.shape[0]} image(s) of {c}x{h}x{w}",
+                        xb.shape[0] * per)
+
+
 def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, eval_mode: bool = True,
                  stop_early: bool = True) -> dict[str, torch.Tensor]:
     """The outputs of `layers` for input `x` ((C,H,W) or (N,C,H,W)), as detached copies.
@@ -113,6 +125,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str], *, ev
                     raise _Done
         return fn
 
+    check_memory(model, xb, "the feature maps")
     param = next(model.parameters(), None)
     if param is not None:
         xb = xb.to(param.device)
@@ -163,6 +176,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, target: int | None =
             return act.clone() if isinstance(out, torch.Tensor) else None  # protect from in-place ops
         return None
 
+    check_memory(model, xb, "Grad-CAM (a forward and a backward pass)", grad=True)
     param = next(model.parameters(), None)
     if param is not None:
         xb = xb.to(param.device)
@@ -206,6 +220,7 @@ def predict(model: nn.Module, x: torch.Tensor, classes: Sequence[str] | None = N
             ) -> list[tuple[int, str, float]]:
     """Top-k (class index, class name, probability) for one image."""
     xb, _ = _batched(x)
+    check_memory(model, xb, "the prediction")
     param = next(model.parameters(), None)
     if param is not None:
         xb = xb.to(param.device)
@@ -297,6 +312,7 @@ def channel_grid(fmap: torch.Tensor, channels: Sequence[int], *, shared: bool = 
         scaled = np.where(hi_c > lo_c, (a - lo_c) / span, 0.0)
         lo, hi = float(lo_c.min()), float(hi_c.max())
     f = max(1, round(tile / max(h, w)))
+    limits.check_budget(f"drawing {n} channels of {h}x{w} at {f}x", n * h * w * f * f * 24)  # float64 x2, rgb, mask
     scaled = scaled.repeat(f, axis=1).repeat(f, axis=2)
     th, tw = h * f, w * f
     canvas = np.zeros((rows * (th + gap) - gap, cols * (tw + gap) - gap), dtype=np.float64)

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import models
-from ..models.checkpoints import Checkpoint, CheckpointError, load_checkpoint, load_into, nonfinite_keys
+from .. import limits, models
+from ..models.checkpoints import (Checkpoint, CheckpointError, build_bytes, load_checkpoint, load_into, meta_int,
+                                  nonfinite_keys)
 
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "checkpoints"
 
@@ -83,6 +84,8 @@ def dataset_label(spec: str) -> str:
 def random_model(name: str, seed: int = 0, num_classes: int = 10) -> Loaded:
     """`name` with seeded random weights (eval mode)."""
     info = models.info(name)
+    need = build_bytes(lambda: models.create(name, num_classes=num_classes, in_channels=info.in_channels))
+    limits.check_budget(f"building {name[:80]} with random weights", need)
     torch.manual_seed(seed)
     model = models.create(name, num_classes=num_classes, in_channels=info.in_channels).eval()
     return Loaded(model, name, False, [f"class {i}" for i in range(num_classes)], info.mean, info.std,
@@ -119,18 +122,24 @@ def from_checkpoint(source: bytes | str | Path, fallback_model: str, label: str 
     Raises CheckpointError with a readable message (refused pickle, garbage, wrong architecture
     naming the mismatched keys and shapes).
     """
-    ckpt = load_checkpoint(source)
+    ckpt = load_checkpoint(source)  # sizes in the metadata and zero-size tensors are bounded there
     meta = ckpt.meta or {}
-    name = str(meta.get("model") or fallback_model)
+    name = str(meta.get("model") or fallback_model)[:300]
     if name not in models.names() and not models.design.is_design_name(name) and meta.get("design") is None:
-        raise CheckpointError(f"The checkpoint is for a model called {name!r}, which cnnviz does not know "
+        raise CheckpointError(f"The checkpoint is for a model called {name[:80]!r}, which cnnviz does not know "
                               f"(known: {', '.join(models.names())}).")
+    if models.design.is_design_name(name) and meta.get("design") is None:
+        models.design.resolve_path(name, inside_only=True)  # a file named by a file: only in the designs folder
     info = models.design.info_for_checkpoint(name, meta)  # a design: the one the weights recorded
     classes = [str(c) for c in meta.get("classes") or []]
-    num_classes = int(meta.get("num_classes") or len(classes) or 10)
-    in_channels = int(meta.get("in_channels") or info.in_channels)
+    num_classes = meta_int(meta, "num_classes") or len(classes) or 10
+    in_channels = meta_int(meta, "in_channels") or info.in_channels
     if not meta.get("num_classes") or not meta.get("in_channels"):
         num_classes, in_channels = _infer_shapes(name, ckpt, num_classes, in_channels)
+    size = meta_int(meta, "input_size") or info.input_size
+    limits.check_bounds(num_classes, in_channels, size, "the checkpoint")
+    need = build_bytes(lambda: models.design.create_for_checkpoint(name, meta, num_classes, in_channels))
+    limits.check_budget(f"building {name[:80]} with {num_classes:,} classes and {in_channels} input channels", need)
     label_name = name if meta.get("model") else f"{name} (the file names no model, so it was tried as the chosen one)"
     model = load_into(models.design.create_for_checkpoint(name, meta, num_classes, in_channels), ckpt, label_name)
     model.eval()
@@ -146,7 +155,6 @@ def from_checkpoint(source: bytes | str | Path, fallback_model: str, label: str 
     std = tuple(float(v) for v in meta.get("std") or info.std)[:in_channels]
     if not meta.get("mean") or not meta.get("std"):
         warnings.append(f"The file gives no normalisation; using {name}'s default mean/std.")
-    size = int(meta.get("input_size") or info.input_size)
     epoch = f", epoch {meta['epoch']}" if meta.get("epoch") is not None else ""
     data = f" on {dataset_label(str(meta['dataset']))}" if meta.get("dataset") else ""
     return Loaded(model, name, True, classes, mean, std, size, in_channels, f"{label}{data}{epoch}", meta, warnings)

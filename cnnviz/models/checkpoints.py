@@ -19,6 +19,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .. import limits
 from ..atomic import atomic_write_bytes
 
 FORMAT = "cnnviz-1"
@@ -91,6 +92,7 @@ def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
         raise CheckpointError("The checkpoint file is empty.")
     if len(raw) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"The checkpoint is larger than {MAX_CHECKPOINT_BYTES // 2**20} MB.")
+    limits.check_budget("reading this checkpoint (the file and its tensors)", 2 * len(raw))
     if _looks_like_safetensors(raw):
         try:
             ckpt = Checkpoint(st_load(raw), _read_safetensors_meta(raw))
@@ -98,7 +100,7 @@ def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
             raise CheckpointError(f"Not a valid safetensors file ({str(exc)[:200]}).") from None
         if not ckpt.state_dict:
             raise CheckpointError("The safetensors file holds no tensors.")
-        return ckpt
+        return _bounded(ckpt)
     try:
         obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -111,7 +113,46 @@ def load_checkpoint(source: bytes | str | Path) -> Checkpoint:
             ) from None
         raise CheckpointError(f"Not a PyTorch or safetensors checkpoint ({text[:200]}).") from None
     state, meta = _state_from_torch_object(obj)
-    return Checkpoint(state, meta)
+    return _bounded(Checkpoint(state, meta))
+
+
+_SIZE_KEYS = {"num_classes": "num_classes", "in_channels": "in_channels", "input_size": "input_size"}
+
+
+def meta_int(meta: dict[str, Any], key: str) -> int | None:
+    """An integer size from checkpoint metadata (None when absent); CheckpointError if it is not one."""
+    value = meta.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise CheckpointError(f"The checkpoint's metadata gives {key} as {json.dumps(value)[:40]}, not a whole number.")
+    return int(value)
+
+
+def _bounded(ckpt: Checkpoint) -> Checkpoint:
+    """Refuse sizes in the metadata (classes, channels, input size) above what any model here uses, and
+    zero-size tensors (whose shapes would size a model at no cost to the file), before anything is built."""
+    meta = ckpt.meta
+    sizes = {k: meta_int(meta, k) for k in _SIZE_KEYS}
+    classes = meta.get("classes")
+    if isinstance(classes, list) and len(classes) > limits.MAX_CLASSES:
+        sizes["num_classes"] = len(classes)
+    limits.check_bounds(sizes["num_classes"], sizes["in_channels"], sizes["input_size"], "the checkpoint's metadata")
+    for key, value in ckpt.state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"The state dict entry {str(key)[:80]!r} is not a tensor.")
+        if value.numel() == 0 and value.dim() > 0:
+            raise CheckpointError(f"The checkpoint holds a zero-size tensor ({str(key)[:80]!r}, shape "
+                                  f"{tuple(value.shape)}): refused, as its shape could size a model.")
+    return ckpt
+
+
+def build_bytes(build: Any) -> int:
+    """Bytes of the parameters and buffers of the model `build()` returns, counted on a `meta`
+    build (shapes only: nothing is allocated, however large)."""
+    with torch.device("meta"):
+        model = build()
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
 def explain_mismatch(model: nn.Module, state: dict[str, torch.Tensor], limit: int = 6) -> str | None:

@@ -15,6 +15,7 @@ Modules:
   reads), `read_run` (a fresh full read).
 - `writer`: `RunWriter` (metrics.jsonl + summary.json, as the engine trains), `write_state`.
 - `queue`: the persistent queue (submit, submit_many, dispatch, cancel, positions), which cannot wedge.
+- `quotas`: per-visitor limits on what a browser can queue (`Limits`, `LimitError`).
 - `sweeps`: grids of runs sharing a sweep id, and their comparison table.
 - `model`: `load_model`, a run's weights at a saved epoch.
 - `manage`: deleting a run (confined to the runs root, refusing live runs).

@@ -31,7 +31,7 @@ from ..atomic import atomic_write_bytes
 from .executor import executor
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, SWEEP_FILE,
                      inside_root, new_run_dir, root_of, run_dirs, write_json)
-from .limits import Limits
+from .quotas import Limits
 
 LOCK_FILE = "lock"
 REJECTED_DIR = "rejected"

@@ -50,7 +50,9 @@ ONNX_OPSET = 20
 MAX_LOGIT_DIFF = 1e-4
 CHECK_TEST_IMAGES = 32
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-FILES = ("model.onnx", "model.safetensors", "labels.json", "preprocess.json", "predict.py", "README.md")
+MARKER = ".cnnviz-bundle"  # written into every bundle: `--force` replaces only a folder that holds it
+MARKER_TEXT = '{"format": "cnnviz-bundle-1"}\n'
+FILES = ("model.onnx", "model.safetensors", "labels.json", "preprocess.json", "predict.py", "README.md", MARKER)
 PREDICT_SCRIPT = Path(__file__).with_name("predict_script.py")
 RESIZE = {"mode": "center-crop-resize", "interpolation": "bicubic", "centering": [0.5, 0.5]}
 
@@ -452,6 +454,28 @@ def _dangerous(out: Path, protect: list[Path]) -> str | None:
     return None
 
 
+def _not_a_bundle(out: Path) -> str | None:
+    """Why `out` is not a previous bundle (which --force may replace), or None: a bundle holds the
+    marker file it wrote and nothing but the bundle's own files (a bundle from before the marker:
+    only the bundle's files, model.onnx and predict.py among them)."""
+    names = sorted(p.name for p in out.iterdir())
+    foreign = [n for n in names if n not in FILES]
+    if foreign:
+        more = f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
+        return f"it holds files a bundle does not ({', '.join(map(repr, foreign[:3]))}{more})"
+    marker = out / MARKER
+    if marker.is_symlink() or (marker.exists() and not marker.is_file()):
+        return f"its {MARKER} is not a plain file"
+    if marker.is_file():
+        with contextlib.suppress(OSError):
+            if marker.stat().st_size <= 4096 and "cnnviz-bundle" in marker.read_text(errors="replace"):
+                return None
+        return f"its {MARKER} is not one cnnviz wrote"
+    if {"model.onnx", "predict.py"} <= set(names):
+        return None
+    return f"it has no {MARKER} file"
+
+
 def _check_target(out: Path, force: bool, protect: list[Path]) -> None:
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out} exists and is not a folder; choose another output folder.")
@@ -459,6 +483,8 @@ def _check_target(out: Path, force: bool, protect: list[Path]) -> None:
         if not force:
             raise BundleError(f"{out} exists and is not empty: pass --force to replace it, or choose another folder.")
         why = _dangerous(out, protect)
+        foreign = None if why else _not_a_bundle(out)
+        why = why or (f"{foreign}: --force replaces only an earlier bundle" if foreign else None)
         if why:
             raise BundleError(f"Refusing to replace {out}: {why}.")
 
@@ -479,6 +505,7 @@ def _write_files(src: BundleSource, folder: Path) -> BundleResult:
     (folder / "preprocess.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     shutil.copyfile(PREDICT_SCRIPT, folder / "predict.py")
     (folder / "README.md").write_text(_readme(src, result, spec), encoding="utf-8")
+    (folder / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     for name in FILES:
         with open(folder / name, "rb+") as f:
             os.fsync(f.fileno())

@@ -70,15 +70,40 @@ def prepare_inputs(images: torch.Tensor, mean: Sequence[float], std: Sequence[fl
     return (x - m.view(1, c, 1, 1)) / s.view(1, c, 1, 1)
 
 
+MAX_BATCH = 500
+
+
+def fit_batch_size(model: nn.Module, image_shape: Sequence[int], n: int, input_size: int | None = None,
+                   cap: int = MAX_BATCH) -> int:
+    """The evaluation batch that fits the server's memory budget (`cnnviz.limits`): from the per-image
+    activation estimate (`cnnviz.inspect.memory`, worked out on the `meta` device) plus the float copy
+    of each input; the (n, K) probabilities kept for all `n` images count as fixed. BudgetError when not
+    even one image fits."""
+    from .. import limits
+    from ..inspect import memory
+
+    c, h, w = (int(v) for v in image_shape[-3:])
+    size = (int(input_size), int(input_size)) if input_size else (h, w)
+    est = memory.estimate(model, (c, *size))
+    per_image = est.inference + 4 * c * (h * w + 2 * size[0] * size[1])  # float copy, resized, normalised
+    fixed = n * 2 * max(est.output, 4)  # the probabilities on the CPU, and their concatenation
+    return limits.fit_batch(per_image, fixed, cap,
+                            what=f"evaluating {type(model).__name__} on {n:,} image(s) of {c}x{size[0]}x{size[1]}")
+
+
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-            input_size: int | None = None, batch_size: int = 500, device: torch.device | str | None = None,
+            input_size: int | None = None, batch_size: int | None = None, device: torch.device | str | None = None,
             progress: Callable[[float], None] | None = None) -> torch.Tensor:
-    """Softmax probabilities (N, K) on CPU of `model` (put in eval mode) for uint8 `images` (N, C, H, W)."""
+    """Softmax probabilities (N, K) on CPU of `model` (put in eval mode) for uint8 `images` (N, C, H, W).
+
+    `batch_size` None: the largest (at most 500) that fits the memory budget (`fit_batch_size`)."""
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(dev).eval()
     out = []
     n = len(images)
+    if batch_size is None:
+        batch_size = fit_batch_size(model, tuple(images.shape[1:]), n, input_size) if n else 1
     for i in range(0, n, batch_size):
         x = prepare_inputs(images[i:i + batch_size].to(dev), mean, std, input_size)
         out.append(torch.softmax(model(x).float(), dim=1).cpu())
@@ -91,7 +116,7 @@ def predict(model: nn.Module, images: torch.Tensor, mean: Sequence[float], std: 
 
 def evaluate_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str],
                    mean: Sequence[float], std: Sequence[float], input_size: int | None = None,
-                   limit: int | None = None, batch_size: int = 500, device: torch.device | str | None = None,
+                   limit: int | None = None, batch_size: int | None = None, device: torch.device | str | None = None,
                    progress: Callable[[float], None] | None = None) -> Evaluation:
     """Predict on the first `limit` (default all) `images` and bundle the results."""
     n = len(images) if limit is None else min(int(limit), len(images))

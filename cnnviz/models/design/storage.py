@@ -30,28 +30,26 @@ def is_design_name(name: Any) -> bool:
     return isinstance(name, str) and name.startswith(PREFIX)
 
 
-def resolve_path(ref: str) -> Path:
-    """The file of `design:REF` (or REF): under the designs folder, else as given; refused outside
-    the designs folder and the current folder (one-line ValueError)."""
+def resolve_path(ref: str, *, inside_only: bool = False) -> Path:
+    """The file of `design:REF` (or REF): a name or path in the designs folder, else the path as given
+    (the command line's user names any file). `inside_only` (a name a browser sent, e.g. in an uploaded
+    checkpoint): only files in the designs folder, symlinks resolved; the refusal says nothing about
+    whether the path exists. One-line ValueError."""
     ref = ref[len(PREFIX):] if is_design_name(ref) else ref
     if not ref or not ref.endswith(".json") or "\x00" in ref:
         raise ValueError(f"A design is a .json file: 'design:NAME.json'; got {ref[:80]!r}.")
     root = designs_root()
-    p = Path(ref).expanduser()
-    candidates = [p] if p.is_absolute() else [root / p, p]
-    allowed = [root.resolve(), Path.cwd().resolve()]
-    for c in candidates:
-        real = c.resolve()
-        if not any(real == a or a in real.parents for a in allowed):
-            continue
-        if real.is_file():
-            return real
-    for c in candidates:
-        real = c.resolve()
-        if not any(real == a or a in real.parents for a in allowed):
-            raise ValueError(f"Design {ref[:80]!r} is outside the designs folder ({root}) and the current folder; "
-                             "move it into the designs folder (or set CNNVIZ_DESIGNS).")
-    raise ValueError(f"No design file {ref[:80]!r} in {root} or the current folder.")
+    p = Path(ref) if inside_only else Path(ref).expanduser()
+    real, home = (root / p).resolve(), root.resolve()
+    if (real == home or home in real.parents) and real.is_file():
+        return real
+    if inside_only:
+        raise ValueError(f"Design {ref[:80]!r} is not a file in the designs folder; only saved designs "
+                         "(design:NAME.json) are opened here.")
+    given = p.resolve()
+    if given.is_file():
+        return given
+    raise ValueError(f"No design file {ref[:80]!r} in {root} or at that path.")
 
 
 _FILE_CACHE: dict[Path, tuple[tuple[int, int], Design]] = {}
