@@ -526,3 +526,17 @@ def test_cli_trains_a_design_also_one_named_by_a_path_outside(designs, tmp_path)
     p = subprocess.run(args + ["--model", f"design:{tmp_path / 'nope.json'}", "--run-dir", str(tmp_path / "r3")],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 2 and "No design file" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_design_whose_activations_pass_the_server_budget_is_a_problem_of_that_layer(monkeypatch):
+    wide = {"name": "wide", "input": [3, 1024, 1024], "layers": [
+        {"type": "conv2d", "out_channels": 4096, "kernel_size": 1}, {"type": "adaptiveavgpool2d", "output_size": 1},
+        {"type": "flatten"}, {"type": "linear", "out_features": "classes"}]}
+    a = D.check(wide)
+    assert a.total_params < 60_000  # passes the parameter and FLOP caps: only its activations are too big
+    assert a.problem.index == 0 and "16,384 MB per image" in a.problem.message
+    assert "memory budget of 1,024 MB (CNNVIZ_SERVER_BUDGET_MB)" in a.problem.message
+    with pytest.raises(ValueError, match="memory budget"):
+        D.from_design(wide)  # refused before anything is built
+    monkeypatch.setenv("CNNVIZ_SERVER_BUDGET_MB", "65536")
+    assert D.check(wide).problem is None
