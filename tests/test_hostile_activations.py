@@ -27,8 +27,12 @@ def net(size, kernel):
         {"type": "adaptiveavgpool2d", "output_size": 1}, {"type": "flatten"},
         {"type": "linear", "out_features": "classes"}]}, num_classes=10).eval()
 
+import os
+budget = os.environ["CNNVIZ_SERVER_BUDGET_MB"]  # the designer itself refuses these designs under the budget:
+os.environ["CNNVIZ_SERVER_BUDGET_MB"] = "1000000"  # built here as on a server with a far bigger one, then used here
 wide_1024 = net(1024, 1)
 wide_32 = net(32, 3)
+os.environ["CNNVIZ_SERVER_BUDGET_MB"] = budget
 x_1024 = torch.zeros(1, 3, 1024, 1024)
 images = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
 features.feature_maps(net(32, 1), torch.zeros(1, 3, 32, 32), ["conv1"])  # warm: first-call allocations
@@ -87,6 +91,7 @@ def test_the_feature_maps_page_says_so_in_one_line(tmp_path, monkeypatch):
     spec = {"name": "wide", "input": [3, 1024, 1024], "layers": [
         {"type": "conv2d", "out_channels": 4096, "kernel_size": 1}, {"type": "adaptiveavgpool2d", "output_size": 1},
         {"type": "flatten"}, {"type": "linear", "out_features": "classes"}]}
+    monkeypatch.setenv("CNNVIZ_SERVER_BUDGET_MB", "1000000")  # made where the budget was far bigger
     model = models.from_design(spec, num_classes=10)
     save_checkpoint(model, tmp_path / "wide.safetensors", {"model": "design:wide.json", "num_classes": 10,
                                                            "in_channels": 3, **Dz.checkpoint_meta(model)})

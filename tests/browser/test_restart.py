@@ -24,7 +24,7 @@ def _set_number(page, label: str, value: int) -> None:
 
 
 def _progress(page, rid: str) -> str:
-    """The run's progress line ('37% · epoch 3/400 · ETA ...'), or ''."""
+    """The run's progress line ('37% · epoch 3/200 · ETA ...'), or ''."""
     box = page.locator(f".st-key-train_run_{rid}")
     bars = box.locator('[data-testid="stProgress"]')
     return bars.first.inner_text() if bars.count() else ""
@@ -55,7 +55,7 @@ def test_a_run_keeps_training_across_a_server_restart_and_the_new_server_shows_i
             page.goto(f"{url}/train")
             wait_idle(page)
             assert not exceptions(page)
-            _set_number(page, "Epochs", 400)
+            _set_number(page, "Epochs", 200)
             _set_number(page, "Train images (0 = all)", 512)
             _set_number(page, "Test images (0 = all)", 128)
             page.get_by_role("button", name=re.compile("Start training")).click()
