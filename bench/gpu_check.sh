@@ -3,7 +3,7 @@
 # LeNet5, resnet_small, resnet18_cifar and the `speedrun` preset (airbench net) on the CIFAR-10 copy,
 # bf16 autocast + channels_last, images/s and test accuracy per epoch; figures to $OUT/gpu_check.json.
 # Then (each optional, time-boxed): the Train page's live path (a queued run process watched through
-# RunWatch: device, memory, images/s) to $OUT/gpu_live.json, and one DDP rank over NCCL against the
+# cnnviz.runs.snapshot: device, memory, images/s) to $OUT/gpu_live.json, and one DDP rank over NCCL against the
 # plain process (bench/ddp.py) to $OUT/ddp.log.
 #   bash bench/gpu_check.sh [extra args for bench/gpu_check.py, e.g. --only airbench]
 # Data: $CNNVIZ_GPU_DATA, else ../shared/data/cifar10-jpeg, else shared/data/cifar10-jpeg (an ImageFolder

@@ -52,7 +52,7 @@ def test_speedrun_preset_validates():
 
 @pytest.mark.slow
 def test_live_path_check_runs_on_cpu(tmp_path, monkeypatch):
-    """bench/gpu_live.py (part of gpu_check.sh): a queued run process watched through RunWatch, then stopped."""
+    """bench/gpu_live.py (part of gpu_check.sh): a queued run process watched through cnnviz.runs.snapshot, then stopped."""
     from tests.runtools import kill_runs_under
 
     spec = importlib.util.spec_from_file_location("gpu_live", ROOT / "bench" / "gpu_live.py")
