@@ -20,7 +20,8 @@ STATE_STYLE = {  # state -> (marker symbol, colour, legend name)
 }
 
 
-def _params_text(params: Mapping) -> str:
+def params_text(params: Mapping) -> str:
+    """Settings as `lr=0.003, batch_size=64` (floats to 3 significant digits)."""
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
@@ -47,7 +48,7 @@ def history_figure(trials: Sequence) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[t.number for t in ts], y=ys, mode="markers", name=name,
             marker=dict(symbol=symbol, color=colour, size=10),
-            text=[f"trial {t.number}: {_params_text(t.params)}" + (f"; pruned after epoch {t.pruned_at}"
+            text=[f"trial {t.number}: {params_text(t.params)}" + (f"; pruned after epoch {t.pruned_at}"
                                                                     if t.pruned_at else "") for t in ts],
             hovertemplate="%{text}<br>%{y:.2f}%<extra></extra>"))
     best = best_so_far(trials)

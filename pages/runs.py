@@ -124,8 +124,8 @@ def compare_sweep(sweep_list: list[str], all_runs: list[RunSnapshot]) -> None:
     st.divider()
     st.subheader("Compare a sweep")
     sid = st.selectbox("Sweep", sweep_list, key="runs_sweep",
-                       help="Runs queued together from a grid of settings (Train page 'Sweep', or "
-                            "`python -m cnnviz sweep`).")
+                       help="Runs queued together from a grid of settings, or a search's trials (Train page "
+                            "'Sweep', or `python -m cnnviz sweep`).")
     srows = sweeps.table(sid, runs=all_runs)
     params = [k for k in (srows[0] if srows else {}) if k not in sweeps.TABLE_SCORES]
     finished = [r for r in srows if r["test_acc"] is not None]
@@ -178,8 +178,7 @@ def search_charts(state) -> None:
     g1.caption(f"Each ended trial's test accuracy against its number: {n['complete']} finished (final score), "
                f"{n['pruned']} pruned (last score before the stop), {n['fail']} failed; the line is the best "
                "finished score so far" + (f", {100 * best.value:.2f}% by trial {best.number} "
-                                           f"({', '.join(f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}' for k, v in best.params.items())})."
-                                           if best else "."))
+                                           f"({search_plots.params_text(best.params)})." if best else "."))
     pruned = [t for t in trials if t.state == "pruned"]
     g2.plotly_chart(search_plots.curves_figure(trials), width="stretch", key="runs_search_curves")
     g2.caption("Test accuracy after each epoch, as reported to the pruner (dotted: pruned). "
@@ -187,7 +186,7 @@ def search_charts(state) -> None:
                                          f"({100 * t.scores[t.pruned_at]:.1f}%)" if t.pruned_at in t.scores
                                          else f"trial {t.number}" for t in pruned) + "."
                   if pruned else "None pruned."))
-    imp, why = search.importances(state.sweep_id)
+    imp, why = search_importances(state.sweep_id, n["complete"])
     if imp:
         c1, _ = st.columns(2)
         c1.plotly_chart(search_plots.importance_figure(imp), width="stretch", key="runs_search_importance")
@@ -195,6 +194,12 @@ def search_charts(state) -> None:
                    "seed 0): " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()) + ".")
     else:
         st.caption(f"Setting importances: {why}")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def search_importances(sid: str, n_complete: int) -> tuple[dict[str, float], str]:
+    """fANOVA importances (keyed by the number of completed trials: they change only as trials end)."""
+    return search.importances(sid)
 
 
 def continue_box(sid: str, spec: dict) -> None:

@@ -390,6 +390,9 @@ def draw_status(snap: RunSnapshot) -> None:
         st.error(snap.error, icon=":material/error:")
         if snap.advice:
             st.info(snap.advice, icon=":material/lightbulb:")
+    if snap.status == Status.PRUNED:
+        st.info(f"{snap.final.get('message') or 'Pruned by the search.'} Its test accuracy was behind the "
+                "search's other trials at that epoch; Resume continues it.", icon=":material/content_cut:")
     if snap.status == Status.INTERRUPTED:
         st.warning(f"Interrupted: {snap.reason or 'its process is gone without a final line'}. "
                    "Resume continues from the last checkpoint.", icon=":material/pause_circle:")

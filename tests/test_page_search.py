@@ -18,7 +18,7 @@ from cnnviz.runs import search
 from cnnviz.train import TrainConfig
 
 from .pagetest import open_page, page_path
-from .runtools import runs_root, wait_for  # noqa: F401  (fixture)
+from .runtools import runs_root  # noqa: F401  (fixture)
 
 TINY = dict(model="lenet5", dataset="digits", epochs=1, batch_size=32, device="cpu", limit_train=128,
             limit_test=128, seed=0)

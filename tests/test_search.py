@@ -193,3 +193,59 @@ def test_the_study_goes_to_the_database_named_by_the_environment(runs_root, tmp_
     monkeypatch.delenv(search.STORAGE_ENV)
     with pytest.raises(ValueError, match=f"in the database named by {search.STORAGE_ENV}, which is not set here"):
         search.load_study(sid, runs_root)
+
+
+def _fake_trials(root: Path, sid: str, trials: list[tuple[dict, list[float], str | None]]) -> list[Path]:
+    """Ask one trial per entry and write its run as its process would have: epoch lines with these test
+    accuracies, then a final line with this status (None: still training, a live sleeper as its process)."""
+    from .runtools import fake_run, sleeper
+
+    study = search.load_study(sid, root)
+    dims = {n: d.distribution() for n, d in search.dimensions(search.load_spec(sid, root)).items()}
+    dirs = []
+    for i, (params, accs, end) in enumerate(trials):
+        trial = study.ask(fixed_distributions=dims)
+        lines = [{"kind": "start"}] + [{"kind": "epoch", "epoch": e, "test_acc": a} for e, a in enumerate(accs, 1)]
+        lines += [{"kind": "done", "status": end}] if end else []
+        d = fake_run(root, f"20261201-1200{i:02d}-lenet5-digits-{i:016x}", lines,
+                     TrainConfig(**{**TINY, **params}).to_dict(), pid=None if end else sleeper())
+        (d / runs.SWEEP_FILE).write_text(json.dumps({"sweep_id": sid, "params": params, "trial": i, "search": True}))
+        trial.set_user_attr("run_id", d.name)
+        dirs.append(d)
+    return dirs
+
+
+@pytest.mark.parametrize("pruner", ["median", "asha", "hyperband", "none"])
+def test_each_pruner_stops_a_live_trial_that_is_behind_through_its_stop_file(runs_root, pruner):
+    sid = search.create({"lr": "1e-5:1e-1:log"}, base={**TINY, "epochs": 2}, trials=2, pruner=pruner,
+                        prune_startup=1, enqueue=[{"lr": 1e-3}, {"lr": 1e-5}], start=False)
+    done, behind = _fake_trials(runs_root, sid, [({"lr": 1e-3}, [0.9, 0.95], "finished"), ({"lr": 1e-5}, [0.1], None)])
+    out = search.advance(sid, runs_root)
+    assert out.told == [(0, "complete")] and not out.asked
+    if pruner == "none":
+        assert out.pruning == [] and not (behind / runs.STOP_FILE).exists()
+        return
+    assert out.pruning == [(1, 1)] and (behind / runs.STOP_FILE).read_text() == "prune\n"
+    assert runs.layout.stop_reason(behind) == runs.layout.PRUNE
+    assert search.advance(sid, runs_root).pruning == []  # asked once: advance is idempotent
+    t1 = search.state(sid, runs_root).trials[1]
+    assert t1.state == "running" and t1.pruned_at == 1 and t1.scores == {1: 0.1}
+
+
+def test_how_each_way_a_run_ends_is_told_to_the_study(runs_root):
+    ends = [("finished", [0.5, 0.6]), ("pruned", [0.2]), ("stopped", [0.3]), ("diverged", [0.4]),
+            ("diverged", []), ("error", [])]
+    sid = search.create({"lr": "1e-7:1:log"}, base={**TINY, "epochs": 2}, trials=len(ends) + 1, start=False,
+                        enqueue=[{"lr": 10 ** -(i + 1)} for i in range(len(ends))])
+    dirs = _fake_trials(runs_root, sid, [({"lr": 10 ** -(i + 1)}, accs, end) for i, (end, accs) in enumerate(ends)])
+    study = search.load_study(sid, runs_root)
+    killed = study.ask(fixed_distributions={"lr": search.dimensions(search.load_spec(sid, runs_root))["lr"]
+                                            .distribution()})  # asked, but its run was never made (a crash)
+    out = search.advance(sid, runs_root, wait=True)
+    assert sorted(out.told) == [(0, "complete"), (1, "pruned"), (2, "pruned"), (3, "pruned"), (4, "fail"),
+                                (5, "fail"), (killed.number, "fail")]
+    st = search.state(sid, runs_root)
+    assert st.trials[0].value == 0.6 and st.best.number == 0 and st.complete
+    assert [t.run_status for t in st.trials[:6]] == [e for e, _ in ends]
+    assert st.trials[killed.number].reason == "its run was deleted or never made"
+    assert all(t.run_id == d.name for t, d in zip(st.trials, dirs))

@@ -16,6 +16,8 @@ Modules:
 - `writer`: `RunWriter` (metrics.jsonl + summary.json, as the engine trains), `write_state`.
 - `queue`: the persistent queue (submit, submit_many, dispatch, cancel, positions), which cannot wedge.
 - `sweeps`: grids of runs sharing a sweep id, and their comparison table.
+- `search`, `search_space`: Optuna searches (a study per sweep; ask-and-tell, pruning through the stop
+  file) and the ranges/choices they vary.
 - `model`: `load_model`, a run's weights at a saved epoch.
 - `manage`: deleting a run (confined to the runs root, refusing live runs).
 """

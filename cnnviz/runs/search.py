@@ -368,6 +368,7 @@ def _follow(study, ft, spec: dict, root: Path, out: Advanced) -> None:
     snap = summary(run_dir)
     steps = set(ft.intermediate_values)
     trial = None
+    behind = False
     if snap.epochs_done > len(steps) or (not snap.status.live and snap.epochs_done):
         trial = Trial(study, ft._trial_id)
         for e in snapshot(run_dir).epochs or []:
@@ -375,8 +376,10 @@ def _follow(study, ft, spec: dict, root: Path, out: Advanced) -> None:
             if isinstance(acc, (int, float)) and math.isfinite(acc) and int(e["epoch"]) not in steps:
                 trial.report(float(acc), int(e["epoch"]))
                 steps.add(int(e["epoch"]))
+                # the pruner sees each epoch as it is reported (successive halving records each rung so)
+                behind = trial.should_prune() or behind
     if snap.status.live:
-        if trial is not None and not ft.user_attrs.get("pruned_at") and snap.status.training and trial.should_prune():
+        if behind and not ft.user_attrs.get("pruned_at") and snap.status.training:
             request_stop(run_dir, PRUNE)
             epoch = max(steps)
             trial.set_user_attr("pruned_at", epoch)
@@ -524,7 +527,8 @@ def describe(t: TrialInfo) -> str:
         last = f", test accuracy {100 * t.last_score:.2f}%" if t.last_score is not None else ""
         return f"trial {t.number}: {why} after epoch {t.pruned_at or max(t.scores or {0: 0})}{last} ({params}){run}"
     if t.state == "fail":
-        return f"trial {t.number}: failed ({t.run_status or 'no run'}{': ' + t.reason if t.reason else ''}) ({params}){run}"
+        why = (t.run_status or "no run") + (f": {t.reason}" if t.reason else "")
+        return f"trial {t.number}: failed ({why}) ({params}){run}"
     return f"trial {t.number}: waiting ({params})"
 
 
