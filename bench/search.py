@@ -66,6 +66,8 @@ def run_search(root: Path, base: dict, trials: int) -> dict:
 
 
 def main() -> None:
+    from cnnviz.search_plots import params_text
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--trials", type=int, default=12)
@@ -86,7 +88,8 @@ def main() -> None:
     print(f"\n| {args.trials}-trial TPE + median pruning vs 12-point grid | best test accuracy | epochs trained "
           "| wall time |\n| --- | --- | --- | --- |")
     for name, r in (("grid (12 runs, every one to the end)", grid), (f"search ({args.trials} trials)", srch)):
-        acc = "-" if r["best_test_acc"] is None else f"{100 * r['best_test_acc']:.1f}% ({r['best_settings']})"
+        best = r["best_test_acc"]
+        acc = "-" if best is None else f"{100 * best:.1f}% ({params_text(r['best_settings'])})"
         print(f"| {name} | {acc} | {r['epochs_trained']} | {r['wall_s']:.0f} s |")
     print(json.dumps({"epochs": args.epochs, "limit_train": args.limit_train, "grid": grid, "search": srch}))
 

@@ -124,6 +124,7 @@ def compare_sweep(sweep_list: list[str], all_runs: list[RunSnapshot]) -> None:
     st.divider()
     st.subheader("Compare a sweep")
     sid = st.selectbox("Sweep", sweep_list, key="runs_sweep",
+                       format_func=lambda s: f"{s} (search)" if search.is_search(s) else s,
                        help="Runs queued together from a grid of settings, or a search's trials (Train page "
                             "'Sweep', or `python -m cnnviz sweep`).")
     srows = sweeps.table(sid, runs=all_runs)
@@ -442,7 +443,8 @@ def main() -> None:
         return
     by_id = {r.run_id: r for r in all_runs}
     compare(all_runs, by_id)
-    sweep_list = sorted({r.sweep.get("sweep_id") for r in all_runs} - {None, ""}, reverse=True)
+    sweep_list = sorted({r.sweep.get("sweep_id") for r in all_runs} - {None, ""},  # newest first, grid or search
+                        key=lambda s: s.split("-", 1)[-1], reverse=True)
     if sweep_list:
         compare_sweep(sweep_list, all_runs)
     run = pick_run(all_runs, by_id)

@@ -218,7 +218,8 @@ def search_controls() -> None:
                 "from the ranges below and the sweep boxes' values, and its pruner stops runs that are behind "
                 "after an epoch.")
     c = st.columns(5)
-    c[0].toggle("Search instead of a grid", key="train_search_on")
+    c[0].toggle("Search", key="train_search_on",
+                help="On: Start makes a search (trials below) instead of a grid of every combination.")
     c[1].selectbox("Sampler", search.SAMPLERS, key="train_search_sampler", format_func=str.upper,
                    help="TPE models which settings did well; random samples evenly.")
     c[2].number_input("Trials", 1, search.MAX_TRIALS, 16, key="train_search_trials", help="Runs in all.")
