@@ -6,7 +6,8 @@ the LAST line of stdout. Ctrl-C (SIGINT) or SIGTERM stops at the next step with 
 torchrun; `--queue` queues the run instead (it starts in the background when a slot is free) and
 prints its directory; `--tensorboard LOGDIR` also writes the run's TensorBoard events while it
 trains. Exit code: 0 finished/stopped/queued, 1 diverged, 2 error.
-`sweep` queues a grid of runs (comma-separated values), `runs` lists runs (`--json`), `stop`
+`sweep` queues a grid of runs (comma-separated values), or with `--search tpe|random` an Optuna search
+(ranges low:high[:log] and choices; see cnnviz/cli_search.py), `runs` lists runs (`--json`), `stop`
 stops a running run or cancels a queued one. All of them honour $CNNVIZ_RUNS.
 
 `export` writes a standalone script (`--script`), the weights (`--checkpoint`), an ONNX bundle
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"{help_}: one value or several, comma-separated ({typ.__name__})")
     sw.add_argument("--nproc", type=int, default=None, help="processes per run (torchrun)")
     sw.add_argument("--owner", default=None, help="the user the sweep's runs belong to")
+    _search_flags(sw)
     r = sub.add_parser("runs", help="list the runs: id, status, epochs done, test accuracy, queue position")
     r.add_argument("--json", action="store_true", help="one JSON list of objects")
     s = sub.add_parser("stop", help="stop a running run (checkpoint saved) or cancel a queued one")
@@ -213,7 +215,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         for ev in fit(cfg, run_dir=args.run_dir if args.resume is None else None, resume=args.resume):
             if ev.kind in ("done", "error"):
                 status = ev.data.get("status", "error")
-        return {"finished": 0, "stopped": 0, "diverged": 1}.get(status, 2)
+        return {"finished": 0, "stopped": 0, "pruned": 0, "diverged": 1}.get(status, 2)
     stop = threading.Event()
 
     def _on_signal(signum, frame):  # noqa: ARG001
@@ -231,6 +233,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     bar = None
+    run_dir = None
     summary: dict = {"status": "error", "message": "no result"}
     epochs: list[dict] = []
     for ev in fit(cfg, run_dir=args.run_dir if args.resume is None else None, stop_event=stop, resume=args.resume):
@@ -238,6 +241,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         if live is not None:
             live.on_event(ev)
         if ev.kind == "start":
+            run_dir = Path(d["run_dir"])
             print(f"run {d['run_id']} on {d['device']}: {d['model']} ({d['params']:,} parameters), "
                   f"{d['n_train']:,} train / {d['n_test']:,} test images, data ready in {d['load_s']:.1f} s",
                   file=sys.stderr)
@@ -256,6 +260,7 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                     f"test loss {d['test_loss']:.4f} acc {d['test_acc']:.3f} | {d['images_per_s']:.0f} img/s | "
                     f"{d['elapsed_s']:.1f} s")
             (bar.write(line, file=sys.stderr) if bar is not None else print(line, file=sys.stderr))
+            _advance_search_quietly(run_dir)  # a search's trial: report the epoch (its pruner may stop it)
         elif ev.kind in ("done", "error"):
             summary = {k: v for k, v in d.items() if k != "traceback"}
             summary.setdefault("status", "error")
@@ -280,9 +285,19 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                              for e in epochs]
     summary["config"] = cfg.to_dict()
     print(json.dumps(summary), flush=True)
+    _advance_search_quietly(run_dir)  # a search's trial: tell its end, ask the next trial
     if not launched_by_torchrun():  # this run's slot is free: start the next queued run
         _dispatch_quietly()
-    return {"finished": 0, "stopped": 0, "diverged": 1}.get(summary.get("status"), 2)
+    return {"finished": 0, "stopped": 0, "pruned": 0, "diverged": 1}.get(summary.get("status"), 2)
+
+
+def _advance_search_quietly(run_dir: Path | None) -> None:
+    """If `run_dir` is a search's trial, advance its search; a problem is one line on stderr."""
+    if run_dir is None:
+        return
+    from .cli_search import advance_for_run_quietly
+
+    advance_for_run_quietly(run_dir)
 
 
 def _dispatch_quietly() -> None:
@@ -313,9 +328,17 @@ def _queue_run(args: argparse.Namespace, cfg) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """Queue every combination of the comma-separated values; print the sweep id and run directories."""
+    """Queue every combination of the comma-separated values; print the sweep id and run directories.
+    With --search (or --continue) an Optuna search instead: see `cmd_search`."""
     from .runs import sweeps
 
+    if args.search or args.continue_id:
+        return cmd_search(args)
+    from .cli_search import grid_problem
+
+    if grid_problem(args):
+        print(f"error: {grid_problem(args)}", file=sys.stderr)
+        return 2
     grid = {name: getattr(args, name) for name, _, _ in _settings() if getattr(args, name) is not None}
     try:
         sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc, owner=args.owner)
@@ -425,6 +448,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(out))
     return 0
+
+
+def _search_flags(sw: argparse.ArgumentParser) -> None:
+    from .cli_search import add_flags
+
+    add_flags(sw)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .cli_search import cmd_search as run
+
+    return run(args, {name: getattr(args, name) for name, _, _ in _settings() if getattr(args, name) is not None})
 
 
 def main(argv: list[str] | None = None) -> int:

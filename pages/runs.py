@@ -8,9 +8,9 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from cnnviz import plots
+from cnnviz import plots, search_plots
 from cnnviz.augment import hazard_line, label_hazards
-from cnnviz.runs import RunSnapshot, list_runs, read_run, snapshot, sweeps
+from cnnviz.runs import RunSnapshot, list_runs, read_run, search, snapshot, sweeps
 from cnnviz.train import bundle, evaluate, scrub
 from cnnviz.inspect import features
 from cnnviz.models.checkpoints import CheckpointError
@@ -125,8 +125,9 @@ def compare_sweep(sweep_list: list[str], all_runs: list[RunSnapshot]) -> None:
     st.divider()
     st.subheader("Compare a sweep")
     sid = st.selectbox("Sweep", sweep_list, key="runs_sweep",
-                       help="Runs queued together from a grid of settings (Train page 'Sweep', or "
-                            "`python -m cnnviz sweep`).")
+                       format_func=lambda s: f"{s} (search)" if search.is_search(s) else s,
+                       help="Runs queued together from a grid of settings, or a search's trials (Train page "
+                            "'Sweep', or `python -m cnnviz sweep`).")
     srows = sweeps.table(sid, runs=all_runs)
     params = [k for k in (srows[0] if srows else {}) if k not in sweeps.TABLE_SCORES]
     finished = [r for r in srows if r["test_acc"] is not None]
@@ -143,6 +144,77 @@ def compare_sweep(sweep_list: list[str], all_runs: list[RunSnapshot]) -> None:
     st.dataframe(sweep_table_rows(srows, params), hide_index=True, key="runs_sweep_table", width="stretch")
     st.caption("Each run's swept settings and its scores after its last finished epoch, best first (★); "
                "click a column header to sort.")
+    if search.is_search(sid):
+        search_view(sid)
+
+
+# ---------------------------------------------------------------- searches (Optuna)
+def search_view(sid: str) -> None:
+    """A search's study: what it is, its optimisation history, each trial's epochs and where the pruner
+    stopped it, the settings' importances, and "Continue this search"."""
+    try:
+        search.advance(sid, wait=False)  # bring the study up to date (skipped while another process does)
+        state = search.state(sid)
+    except (ValueError, OSError, RuntimeError) as exc:
+        error_line("Can't read this search's study", exc)
+        return
+    spec, trials = state.spec, state.trials
+    space = ", ".join(f"{n} {search.dimensions(spec)[n].describe()}" for n in spec["space"])
+    st.markdown(f"**Search** `{sid}`: {spec['sampler'].upper()} sampler (seed {spec['seed']}), pruner "
+                f"{spec['pruner']}, {state.asked} of {spec['trials']} trials asked, {state.in_flight} in flight "
+                f"(at most {spec['parallel']}); space: {space}.")
+    ended = [t for t in trials if t.state in ("complete", "pruned", "fail")]
+    if not ended:
+        st.info("No trial has ended yet; the history appears as they do.", icon=":material/hourglass_top:")
+    else:
+        search_charts(state)
+    continue_box(sid, spec)
+
+
+def search_charts(state) -> None:
+    trials = state.trials
+    n = {s: state.count(s) for s in ("complete", "pruned", "fail")}
+    best = state.best
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(search_plots.history_figure(trials), width="stretch", key="runs_search_history")
+    g1.caption(f"Each ended trial's test accuracy against its number: {n['complete']} finished (final score), "
+               f"{n['pruned']} pruned (last score before the stop), {n['fail']} failed; the line is the best "
+               "finished score so far" + (f", {100 * best.value:.2f}% by trial {best.number} "
+                                           f"({search_plots.params_text(best.params)})." if best else "."))
+    pruned = [t for t in trials if t.state == "pruned"]
+    g2.plotly_chart(search_plots.curves_figure(trials), width="stretch", key="runs_search_curves")
+    g2.caption("Test accuracy after each epoch, as reported to the pruner (dotted: pruned). "
+               + ("Pruned: " + "; ".join(f"trial {t.number} after epoch {t.pruned_at} "
+                                         f"({100 * t.scores[t.pruned_at]:.1f}%)" if t.pruned_at in t.scores
+                                         else f"trial {t.number}" for t in pruned) + "."
+                  if pruned else "None pruned."))
+    imp, why = search_importances(state.sweep_id, n["complete"])
+    if imp:
+        c1, _ = st.columns(2)
+        c1.plotly_chart(search_plots.importance_figure(imp), width="stretch", key="runs_search_importance")
+        c1.caption("How much of the finished trials' score variance each setting explains (Optuna's fANOVA, "
+                   "seed 0): " + ", ".join(f"{k} {v:.2f}" for k, v in imp.items()) + ".")
+    else:
+        st.caption(f"Setting importances: {why}")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def search_importances(sid: str, n_complete: int) -> tuple[dict[str, float], str]:
+    """fANOVA importances (keyed by the number of completed trials: they change only as trials end)."""
+    return search.importances(sid)
+
+
+def continue_box(sid: str, spec: dict) -> None:
+    c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+    more = c1.number_input("More trials", 1, max(1, search.MAX_TRIALS - int(spec["trials"])), 4,
+                           key=f"runs_search_more_{sid}", help="Trials to add to this study.")
+    if c2.button("Continue this search", key=f"runs_search_continue_{sid}", icon=":material/add:",
+                 help="The same study: the sampler goes on from every trial so far."):
+        try:
+            total = search.extend(sid, int(more))
+            st.toast(f"Search {sid}: {total} trials in all", icon=":material/add:")
+        except (ValueError, OSError) as exc:
+            error_line("Not continued", exc)
 
 
 # ---------------------------------------------------------------- one run
@@ -375,7 +447,8 @@ def main() -> None:
         return
     by_id = {r.run_id: r for r in all_runs}
     compare(all_runs, by_id)
-    sweep_list = sorted({r.sweep.get("sweep_id") for r in all_runs} - {None, ""}, reverse=True)
+    sweep_list = sorted({r.sweep.get("sweep_id") for r in all_runs} - {None, ""},  # newest first, grid or search
+                        key=lambda s: s.split("-", 1)[-1], reverse=True)
     if sweep_list:
         compare_sweep(sweep_list, all_runs)
     run = pick_run(all_runs, by_id)

@@ -17,7 +17,7 @@ from cnnviz import augment, data, models, plots
 from cnnviz.device import available_devices
 from cnnviz.runs import LAST_WEIGHTS, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
 from cnnviz.runs import snapshot as run_snapshot
-from cnnviz.runs import sweeps
+from cnnviz.runs import search, sweeps
 from cnnviz.runs.quotas import Limits
 from cnnviz.train import PRESETS, TrainConfig
 from ui.layout import error_line, page_header
@@ -174,6 +174,7 @@ def draw_form(opts: dict[str, list], n_gpus: int) -> bool:
                 col.multiselect(name.replace("_", " ").capitalize() + " (sweep)",
                                 [v for v in opts[name] if v not in (STUDIO, PATH_CHOICE)], key=sweep_key(name),
                                 format_func=(lambda v: f"{v:g}") if name in ("lr",) else str)
+        search_controls()
         return st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                      key="train_start")
 
@@ -195,6 +196,9 @@ def start(n_gpus: int) -> None:
         return
     n = int(st.session_state.get("train_nproc") or 1) if n_gpus > 1 else 1
     nproc = n if n > 1 else None  # one process: no torchrun
+    if st.session_state.get("train_search_on"):
+        start_search(cfg, nproc)
+        return
     try:
         grid = sweep_grid()
         if grid:
@@ -208,6 +212,80 @@ def start(n_gpus: int) -> None:
         return
     pos = queue.position(run_dir)
     st.toast(f"Run {run_dir.name} " + (f"queued (position {pos})" if pos else "started"), icon=":material/play_arrow:")
+
+
+# ---------------------------------------------------------------- search (Optuna) instead of a grid
+def range_fields() -> list[str]:
+    """Number settings a search can give a range (from TrainConfig.settings(): sweepable ints and floats)."""
+    return [n for n, f in FIELDS.items() if f.metadata.get("sweep", True) and not n.startswith("limit_")
+            and (str(f.type) == "float" or str(f.type).startswith("int")) and f.metadata.get("low") is not None]
+
+
+def search_controls() -> None:
+    """Inside the form: search instead of a grid: sampler, trials, parallel, pruner and ranges."""
+    st.markdown("**Search** (optional, instead of a grid): Optuna's sampler picks each next run's settings "
+                "from the ranges below and the sweep boxes' values, and its pruner stops runs that are behind "
+                "after an epoch.")
+    c = st.columns(5)
+    c[0].toggle("Search", key="train_search_on",
+                help="On: Start makes a search (trials below) instead of a grid of every combination.")
+    c[1].selectbox("Sampler", search.SAMPLERS, key="train_search_sampler", format_func=str.upper,
+                   help="TPE models which settings did well; random samples evenly.")
+    c[2].number_input("Trials", 1, search.MAX_TRIALS, 16, key="train_search_trials", help="Runs in all.")
+    c[3].number_input("Parallel", 1, 64, 1, key="train_search_parallel",
+                      help="Trials queued or training at once (the queue still runs as many as the device allows).")
+    c[4].selectbox("Pruner", search.PRUNERS, key="train_search_pruner",
+                   format_func={"median": "median", "asha": "ASHA (successive halving)", "hyperband": "Hyperband",
+                                "none": "none"}.get,
+                   help="median: stop a trial whose accuracy after an epoch is below the median of the finished "
+                        "trials' at that epoch.")
+    names = range_fields()
+    for row in range(0, len(names), 4):
+        cols = st.columns(4)
+        for col, name in zip(cols, names[row:row + 4]):
+            f = FIELDS[name]
+            col.text_input(f"{name.replace('_', ' ').capitalize()} range", key=f"train_range_{name}",
+                           placeholder="1e-4:1e-1:log" if name == "lr" else "low:high",
+                           help=f"low:high, or low:high:log for a log scale (bounds {f.metadata['low']:g}.."
+                                f"{f.metadata['high']:g}); empty: not searched.")
+
+
+def search_space_from_form() -> dict:
+    """The search space the form gives: ranges typed in, and the sweep boxes' values as choices."""
+    space: dict = {n: st.session_state[f"train_range_{n}"].strip() for n in range_fields()
+                   if (st.session_state.get(f"train_range_{n}") or "").strip()}
+    for name, values in sweep_grid().items():
+        if name in space:
+            raise ValueError(f"{name}: give a range or values in the sweep box, not both.")
+        space[name] = values
+    return space
+
+
+def start_search(cfg: TrainConfig, nproc: int | None) -> None:
+    ss = st.session_state
+    try:
+        sid = search.create(search_space_from_form(), base=cfg.to_dict(), sampler=ss["train_search_sampler"],
+                            trials=int(ss["train_search_trials"]), parallel=int(ss["train_search_parallel"]),
+                            pruner=ss["train_search_pruner"], nproc=nproc)
+    except (ValueError, OSError) as exc:
+        error_line("Search not started", exc)
+        return
+    st.toast(f"Search {sid}: its first trials are queued", icon=":material/travel_explore:")
+
+
+def advance_searches() -> None:
+    """Keep the searches going (report epochs, prune, ask trials): at most every 2 s per session, skipping
+    a search another process is advancing right now."""
+    import time
+
+    now = time.monotonic()
+    if now - st.session_state.get("train_search_advanced", 0.0) < 2.0:
+        return
+    st.session_state["train_search_advanced"] = now
+    try:
+        search.advance_all()
+    except (ValueError, OSError, RuntimeError) as exc:
+        error_line("A search did not advance", exc)
 
 
 # ---------------------------------------------------------------- one run's view
@@ -323,6 +401,9 @@ def draw_status(snap: RunSnapshot) -> None:
         st.error(snap.error, icon=":material/error:")
         if snap.advice:
             st.info(snap.advice, icon=":material/lightbulb:")
+    if snap.status == Status.PRUNED:
+        st.info(f"{snap.final.get('message') or 'Pruned by the search.'} Its test accuracy was behind the "
+                "search's other trials at that epoch; Resume continues it.", icon=":material/content_cut:")
     if snap.status == Status.INTERRUPTED:
         st.warning(f"Interrupted: {snap.reason or 'its process is gone without a final line'}. "
                    "Resume continues from the last checkpoint.", icon=":material/pause_circle:")
@@ -386,6 +467,8 @@ def live_status(run_dir: str) -> None:
         return
     if snap.status == Status.QUEUED:
         dispatch()
+    if snap.sweep.get("search"):
+        advance_searches()
     draw_status(snap)
     actions(snap)
     if not snap.alive:
@@ -458,6 +541,7 @@ def main() -> None:
     init_state(opts)
     n_gpus = gpu_count()
     dispatch()
+    advance_searches()
     any_live = any(r.alive for r in list_runs())
     with st.expander("New run", expanded=not any_live, icon=":material/add_circle:"):
         if draw_form(opts, n_gpus):

@@ -17,6 +17,8 @@ Modules:
 - `queue`: the persistent queue (submit, submit_many, dispatch, cancel, positions), which cannot wedge.
 - `quotas`: per-visitor limits on what a browser can queue (`Limits`, `LimitError`).
 - `sweeps`: grids of runs sharing a sweep id, and their comparison table.
+- `search`, `search_space`: Optuna searches (a study per sweep; ask-and-tell, pruning through the stop
+  file) and the ranges/choices they vary.
 - `model`: `load_model`, a run's weights at a saved epoch.
 - `manage`: deleting a run (confined to the runs root, refusing live runs).
 """

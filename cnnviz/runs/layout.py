@@ -128,9 +128,21 @@ def thin_checkpoints(run_dir: Path, cap: int) -> None:
         eps.remove(victim)
 
 
-def request_stop(run_dir: Path) -> None:
-    """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint."""
-    atomic_write_bytes(Path(run_dir) / STOP_FILE, b"stop\n")
+PRUNE = "prune"  # the stop file's content when a search's pruner asks: the run ends as "pruned"
+
+
+def request_stop(run_dir: Path, reason: str = "stop") -> None:
+    """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint.
+    `reason` PRUNE (a search's pruner) makes it end with status "pruned" instead of "stopped"."""
+    atomic_write_bytes(Path(run_dir) / STOP_FILE, f"{reason}\n".encode())
+
+
+def stop_reason(run_dir: Path) -> str:
+    """What the run's stop file asks ("stop" or PRUNE); "stop" when it is unreadable."""
+    try:
+        return (Path(run_dir) / STOP_FILE).read_text().strip() or "stop"
+    except OSError:
+        return "stop"
 
 
 def read_json(path: Path) -> Any:

@@ -422,6 +422,9 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
         _hold_at_gate(run, stop_event)
         if stop_agreed or (not dist.active and (stop_event.is_set() or stop_file.exists())):
             yield _checkpoint(run, run.epochs_done, partial=True)
+            if dist.is_main and layout.stop_reason(run.run_dir) == layout.PRUNE:  # a search's pruner asked
+                yield _finish(run, "pruned", message=f"Pruned by the search after epoch {run.epochs_done}.")
+                return None
             yield _finish(run, "stopped", message=f"Stopped by the user in epoch {epoch}, step {run.global_step}.")
             return None
         lr = lr_at(cfg.schedule, cfg.lr, run.global_step, run.total_steps)

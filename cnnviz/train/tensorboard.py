@@ -115,7 +115,7 @@ def _write_hparams(writer, config: dict, start: dict, final: dict, status: str |
     # as the whole experiment's; without one it builds the experiment from every run's session.
     writer.file_writer.add_summary(ssi, 0)
     ends = {"finished": api_pb2.STATUS_SUCCESS, "stopped": api_pb2.STATUS_UNKNOWN,
-            "interrupted": api_pb2.STATUS_UNKNOWN, "diverged": api_pb2.STATUS_FAILURE, "error": api_pb2.STATUS_FAILURE}
+            "pruned": api_pb2.STATUS_UNKNOWN, "interrupted": api_pb2.STATUS_UNKNOWN, "diverged": api_pb2.STATUS_FAILURE, "error": api_pb2.STATUS_FAILURE}
     if status in ends:
         writer.file_writer.add_summary(_session_end(ends[status]), 0)
 
