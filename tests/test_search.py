@@ -122,6 +122,8 @@ def test_a_killed_server_and_a_sigkilled_trial_the_new_server_continues_from_the
         (d0 / runs.GATE_FILE).write_text("1")  # it trains one step, then holds
         runs.request_stop(blocker)  # the slot frees: trial 0 starts
         wait_for(lambda: runs.read_run(d0).steps_logged >= 1, "trial 0 to train a step")
+        rec = liveness.read_launcher(blocker)  # the blocker's process advances searches as it exits: let it go first
+        wait_for(lambda: not liveness.process_alive(int(rec["pid"]), rec.get("start")), "the blocker's process to end")
         server.send_signal(signal.SIGKILL)  # the server dies mid-search ...
         server.wait(timeout=60)
         pid, _ = liveness.read_pid(d0)
