@@ -396,7 +396,7 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     pos, run.resume_pos = (run.resume_pos if run.resume_pos and run.resume_pos.epoch == epoch else None), None
     first = pos.batch if pos else 0
     if pos:  # continue the stopped epoch: its generator, and its sums so far (rank 0 holds all ranks' sums)
-        pass  # MUTANT
+        aug_gen.set_state(pos.aug_gen.to(aug_gen.get_state().device))
         s = pos.sums.tolist() if dist.is_main else [0.0] * 5
         loss_sum += s[0]
         correct += s[1]
