@@ -186,12 +186,14 @@ def _script_accuracy(stdout: str) -> float:
 
 @pytest.mark.slow
 def test_exported_script_run_uncapped_reaches_the_runs_test_accuracy_on_digits(tmp_path):
-    """The script trained uncapped (4,500 digits, 3 epochs, DataLoader and PIL per image) reaches the
+    """The script trained uncapped (all 4,500 digits, 2 epochs, its DataLoader and PIL per image) reaches the
     cnnviz run's test accuracy on the same 500 test digits within TOLERANCE. The two differ by design
-    (shuffling, batched vs per-image augmentation draws), so they agree within noise; a broken recipe
-    (another schedule, normalisation, model or label order) is far outside it."""
-    TOLERANCE = 0.03
-    cfg = TrainConfig(model="lenet5", dataset="digits", augment="digit-safe", epochs=3, batch_size=64,
+    (shuffling, batching on the device), so they agree within noise: each accuracy near 0.93 on 500 images
+    has a standard error of about 0.011, their difference about 0.016, and 0.04 is 2.5 of those (measured
+    here: 0.938 vs 0.926 and 0.918 vs 0.940 for seeds 0 and 1). A broken recipe (test images not
+    normalised, another model, schedule or label order) lands far outside it."""
+    TOLERANCE = 0.04
+    cfg = TrainConfig(model="lenet5", dataset="digits", augment="none", epochs=2, batch_size=128,
                       lr=3e-3, optimizer="adam", schedule="onecycle", device="cpu", seed=0)
     evs = list(fit(cfg, run_dir=tmp_path / "run"))
     assert evs[-1].data["status"] == "finished", evs[-1].data
@@ -201,8 +203,8 @@ def test_exported_script_run_uncapped_reaches_the_runs_test_accuracy_on_digits(t
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     p = subprocess.run([sys.executable, "-I", str(script)], cwd=work, env=env, capture_output=True, text=True,
-                       timeout=300)
+                       timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stdout.count("test loss") == 3
+    assert p.stdout.count("test loss") == 2
     script_acc = _script_accuracy(p.stdout)
-    assert run_acc > 0.9 and abs(script_acc - run_acc) <= TOLERANCE, (script_acc, run_acc)
+    assert run_acc > 0.85 and abs(script_acc - run_acc) <= TOLERANCE, (script_acc, run_acc)
