@@ -231,7 +231,7 @@ def active(root: Path | None = None) -> list[Path]:
 
     out = []
     for d in run_dirs(root):
-        if not (d / PID_FILE).is_file():  # MUTANT
+        if not any((d / n).is_file() for n in (PID_FILE, LAUNCHER_FILE)):
             continue  # never started (or ended: the pid file is removed at the end)
         if summary(d).status.training:
             out.append(d)
