@@ -13,6 +13,8 @@ from cnnviz import train
 from cnnviz.train import engine
 from cnnviz import runs
 from cnnviz.models.checkpoints import load_checkpoint
+from cnnviz.runs.layout import thin_checkpoints
+from cnnviz.runs.writer import RunWriter
 from cnnviz.train import TrainConfig, fit, lr_at
 
 
@@ -311,7 +313,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for e in range(1, 31):
         (tmp_path / runs.epoch_checkpoint_name(e)).write_bytes(b"x")
-    runs.thin_checkpoints(tmp_path, 8)
+    thin_checkpoints(tmp_path, 8)
     kept = sorted(runs.read_run(tmp_path).checkpoints)
     assert len(kept) == 8 and kept[0] == 1 and kept[-1] == 30
     gaps = [b - a for a, b in zip(kept, kept[1:])]
@@ -321,7 +323,7 @@ def test_checkpoint_thinning_keeps_first_and_last(tmp_path):
 def test_metrics_log_cuts_a_torn_line_before_appending(tmp_path):
     p = tmp_path / "metrics.jsonl"
     p.write_bytes(b'{"kind": "epoch", "epoch": 1}\n{"kind": "ep')
-    log = runs.MetricsLog(p)
+    log = RunWriter(tmp_path)
     log.write("epoch", {"epoch": 2, "x": float("nan")})
     log.close()
     lines = [json.loads(x) for x in p.read_text().splitlines()]
