@@ -52,3 +52,36 @@ def test_tiny_image_works():
     at.session_state["cnnviz_image"] = Image.new("RGB", (1, 1), (10, 200, 30))
     at.run()
     ok(at)
+
+
+def test_eval_numbers_follow_the_momentum_formula_from_the_shown_statistics():
+    """After k train passes from running_mean = 0, running_var = 1 with momentum m, the running stats are
+    a·0 + (1 − a)·mean and a·1 + (1 − a)·var_unbiased (a = (1 − m)^k); eval mode then gives channel means
+    γ(μ − running_mean)/√(running_var + eps) + β. Checked against the page's table and metric, with
+    γ and β set on two channels; train mode gives mean β and variance γ²·var/(var + eps)."""
+    import math
+    import re
+
+    at = open_page(PAGE, timeout=90, clean=True)
+    at.slider(key="bn_passes").set_value(3)
+    at.slider(key="bn_gamma_0").set_value(2.0)
+    at.slider(key="bn_beta_1").set_value(0.5)
+    at.run()
+    ok(at)
+    table = next(d.value for d in at.dataframe if "mean before" in d.value.columns)
+    cap = next(c.value for c in at.caption if "N·H·W =" in c.value)
+    n = int(re.search(r"N·H·W = ([\d,]+)", cap).group(1).replace(",", ""))
+    m, k, eps = 0.1, 3, 1e-5
+    a = (1 - m) ** k
+    means = []
+    for c, row in table.iterrows():
+        mu, var = row["mean before"], row["var before"]
+        gamma, beta = {0: (2.0, 0.0), 1: (1.0, 0.5)}.get(int(c), (1.0, 0.0))
+        assert (row["gamma"], row["beta"]) == (gamma, beta)
+        run_mean, run_var = (1 - a) * mu, a + (1 - a) * var * n / (n - 1)
+        eval_mean = gamma * (mu - run_mean) / math.sqrt(run_var + eps) + beta
+        assert abs(row["mean after (eval)"] - eval_mean) < 1e-4 * max(1, abs(eval_mean)), (c, row.to_dict(), eval_mean)
+        assert abs(row["mean after (train)"] - beta) < 1e-4
+        assert abs(row["var after (train)"] - gamma ** 2 * var / (var + eps)) < 1e-4 * gamma ** 2
+        means.append(eval_mean)
+    assert abs(_metric(at, "eval output: mean of channel means") - sum(means) / len(means)) <= 1.5e-4

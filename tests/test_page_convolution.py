@@ -61,3 +61,35 @@ def test_tiny_image_and_bad_padding_say_why():
     at.selectbox(key="conv_pad_mode").set_value("reflect").run()
     assert not at.exception
     assert "reflect padding needs padding < the image side" in at.error[0].value
+
+
+def test_shown_output_pixel_equals_a_hand_computed_dilated_strided_reflect_convolution():
+    """The page's 'PyTorch's output at (r, c)' against plain numpy: Sobel x, stride 2, padding 2 (reflect),
+    dilation 2, bias 0.25, channel G, output pixel (5, 7) of the image the page convolves."""
+    import re
+
+    import numpy as np
+
+    at = open_page(PAGE, timeout=90, clean=True)
+    at.slider(key="conv_stride").set_value(2)
+    at.slider(key="conv_padding").set_value(2)
+    at.slider(key="conv_dilation").set_value(2)
+    at.selectbox(key="conv_pad_mode").set_value("reflect")
+    at.number_input(key="conv_bias").set_value(0.25)
+    at.run()
+    at.number_input(key="conv_rf_row").set_value(5)
+    at.number_input(key="conv_rf_col").set_value(7)
+    at.selectbox(key="conv_rf_ch").set_value(1)
+    at.run()
+    ok(at)
+    shown = re.search(r"PyTorch's output at \(5, 7\) is \*\*(-?[\d.]+)\*\*", at.success[0].value)
+    assert shown, at.success[0].value
+    sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)
+    g = np.asarray(at.session_state["cnnviz_image"].convert("RGB"), dtype=np.float64)[:, :, 1] / 255
+    padded = np.pad(g, 2, mode="reflect")
+    s, d, r, c = 2, 2, 5, 7
+    want = sum(sobel_x[i, j] * padded[r * s + i * d, c * s + j * d] for i in range(3) for j in range(3)) + 0.25
+    assert abs(float(shown.group(1)) - want) < 1e-5, (shown.group(1), want)
+    h, w = g.shape
+    assert f"PyTorch's output is {(h + 4 - 4 - 1) // 2 + 1}×{(w + 4 - 4 - 1) // 2 + 1}" in \
+        " ".join(cap.value for cap in at.caption)

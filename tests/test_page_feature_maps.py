@@ -425,3 +425,28 @@ def test_without_a_drawing_the_cifar_weights_stay_the_default_and_digits_weights
     ok(at)
     assert "draw one in the sidebar" in _caption(at, "This model was trained on handwritten digits")
     assert _reads(at) in {str(d) for d in range(10)}         # the cat, made MNIST-style, still gets read
+
+
+def test_top5_is_the_models_softmax_on_the_centre_cropped_normalised_image():
+    """The top-5 table against an independent forward pass: the shipped CIFAR-10 LeNet5's weights loaded with
+    plain `load_state_dict`, the sidebar image centre-cropped and resized by PIL, normalised with the
+    checkpoint's mean/std, softmax by torch."""
+    import numpy as np
+    from PIL import ImageOps
+
+    from cnnviz.models.checkpoints import load_checkpoint
+
+    at = open_page(PAGE, timeout=120, clean=True)
+    top5 = _top5(at)
+    ck = load_checkpoint(shipped_checkpoints()["lenet5"])
+    net = models.create("lenet5", 10, 3)
+    net.load_state_dict(ck.state_dict)
+    net.eval()
+    im = ImageOps.fit(at.session_state["cnnviz_image"].convert("RGB"), (32, 32), method=Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)
+    x = (x - torch.tensor(ck.meta["mean"])[:, None, None]) / torch.tensor(ck.meta["std"])[:, None, None]
+    with torch.no_grad():
+        probs = torch.softmax(net(x[None]), 1)[0]
+    p, i = probs.topk(5)
+    assert list(top5["class"]) == [ck.meta["classes"][j] for j in i.tolist()]
+    assert np.allclose(top5["probability"].to_numpy(), p.numpy(), atol=1e-5), (top5, p)

@@ -11,7 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz.train import evaluate
 from cnnviz import runs
-from cnnviz.train import TrainConfig
+from cnnviz.runs.layout import new_run_dir
+from cnnviz.train import TrainConfig, fit
 
 from .pagetest import open_page, page_path
 from .runtools import train_run
@@ -81,10 +82,13 @@ def test_page_compares_and_inspects(runs_dir):
     at.selectbox(key="runs_true").set_value(0).run()
     at.selectbox(key="runs_pred").set_value(0).run()
     assert not at.exception
+    n_right = _independent_predictions(root, at.selectbox(key="runs_one").value).count((0, 0))
     cap = [c.value for c in at.caption if "predicted as" in c.value]
     info = [i.value for i in at.info if "was predicted as" in i.value]
-    assert cap or info
-    assert (cap and f"class **{classes[0]}** predicted as **{classes[0]}**" in cap[0]) or info
+    if n_right:
+        assert cap and f"of {n_right} test images of class **{classes[0]}** predicted as **{classes[0]}**" in cap[0]
+    else:
+        assert info and not cap
     # normalising the matrix changes its numbers
     z_before = at.get("plotly_chart")[2].proto.spec
     at.toggle(key="runs_cm_norm").set_value(True).run()
@@ -193,3 +197,58 @@ def test_scrubber_reads_a_drawing_made_mnist_style_for_a_digits_run(digit_runs, 
     at = open_page(PAGE, timeout=120, state={"cnnviz_image": im, "cnnviz_image_label": "your drawing",
                                              "runs_one": made["digit-safe"]})
     assert "made MNIST-style" in _caption(at, "Prediction at epoch 1")
+
+
+def _independent_predictions(root: Path, rid: str, with_index: bool = False) -> list:
+    """(true, predicted) for each test image the run was scored on, by a plain forward pass: the run's
+    weights with `load_state_dict`, its limit_test subset drawn as the trainer draws it (a sorted
+    randperm seeded with seed + 1), normalised with its checkpoint's mean/std. With `with_index`:
+    (dataset index, true, predicted, confidence) tuples."""
+    import torch
+
+    from cnnviz import data, models
+    from cnnviz.models.checkpoints import load_checkpoint
+
+    d = root / rid
+    ck = load_checkpoint(d / runs.LAST_WEIGHTS)
+    cfg = runs.read_run(d).config
+    net = models.create(cfg["model"], len(ck.meta["classes"]), ck.meta["in_channels"])
+    net.load_state_dict(ck.state_dict)
+    net.eval()
+    ds = data.load_dataset(cfg["dataset"], "test")
+    n = len(ds.labels)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(cfg["seed"] + 1))[:cfg["limit_test"]].sort().values
+    assert ds.images.shape[-1] == ck.meta["input_size"]  # shapes: no resizing to reproduce
+    x = ds.images[idx].float() / 255
+    x = (x - torch.tensor(ck.meta["mean"])[:, None, None]) / torch.tensor(ck.meta["std"])[:, None, None]
+    with torch.no_grad():
+        probs = torch.softmax(net(x), 1)
+    conf, pred = probs.max(1)
+    rows = list(zip(idx.tolist(), ds.labels[idx].tolist(), pred.tolist(), conf.tolist()))
+    return rows if with_index else [(t, p) for _, t, p, _ in rows]
+
+
+def test_cell_gallery_shows_exactly_the_test_images_of_that_cell(runs_dir):
+    """For the most frequent confusion of an independent forward pass, the gallery shows those images
+    (by dataset index), most confident first, and its caption counts them."""
+    from collections import Counter
+
+    root, made = runs_dir
+    rid = made[0]
+    rows = _independent_predictions(root, rid, with_index=True)
+    off = Counter((t, p) for _, t, p, _ in rows if t != p)
+    (t, p), n = off.most_common(1)[0]
+    at = open_page(PAGE, timeout=120, state={"runs_one": rid})
+    classes = at.selectbox(key="runs_true").options
+    at.selectbox(key="runs_true").set_value(t).run()
+    at.selectbox(key="runs_pred").set_value(p).run()
+    assert not at.exception
+    want = sorted(((i, c) for i, tt, pp, c in rows if (tt, pp) == (t, p)), key=lambda r: -r[1])
+    # (the "most confident mistakes" gallery above may show some of the same images with the same captions)
+    caps = {c for im in at.get("image") for c in (im.captions or [])[:1] if f": {classes[t]} → {classes[p]} (" in c}
+    shown = {int(c.split(":")[0].lstrip("#")): int(c.rsplit("(", 1)[1].rstrip("%)")) for c in caps}
+    assert len(shown) == len(caps) == min(n, 24)
+    assert set(shown) == {i for i, _ in want[:len(shown)]}
+    assert shown == {i: round(100 * c) for i, c in want[:len(shown)]}
+    assert any(f"of {n} test images of class **{classes[t]}** predicted as **{classes[p]}**" in c.value
+               for c in at.caption)

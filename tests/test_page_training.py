@@ -248,3 +248,32 @@ def test_sweep_boxes_queue_a_grid_that_shares_a_sweep_id(monkeypatch):
     assert len(queue.entries()) == 3  # one slot: the first runs, three wait
     for d in new:  # nothing left to run after the test
         queue.cancel(d)
+
+
+def _ended_run(root: Path, name: str) -> Path:
+    return fake_run(root, name, [
+        {"kind": "start", "device": "CPU"}, {"kind": "step", "step": 1, "epoch": 1, "loss": 2.3, "progress": 1.0},
+        {"kind": "epoch", "epoch": 1, "train_loss": 2.2, "train_acc": 0.2, "test_loss": 2.1, "test_acc": 0.25,
+         "progress": 1.0}, {"kind": "done", "status": "finished"}], config=TrainConfig(epochs=1, device="cpu").to_dict())
+
+
+def test_delete_asks_first_then_yes_deletes_only_that_run_and_cancel_keeps_it(runs_root):  # noqa: F811
+    gone = _ended_run(runs_root, "20261130-120000-lenet5-shapes-del0")
+    kept = _ended_run(runs_root, "20261130-120001-lenet5-shapes-kep1")
+    at = _page()
+    assert "finished" in _header(at, gone.name) and "finished" in _header(at, kept.name)
+    at.button(key=f"train_delete_{gone.name}").click().run()
+    assert not at.exception
+    asks = [w.value for w in at.warning if w.value.startswith("Delete run")]
+    assert asks == [f"Delete run **{gone.name}** and all its checkpoints? This can't be undone."]
+    assert gone.is_dir()  # asking deletes nothing
+    at.button(key=f"train_delete_yes_{gone.name}").click().run()
+    assert not at.exception and not at.error
+    assert not gone.exists() and kept.is_dir()
+    assert _header(at, gone.name) == "" and "finished" in _header(at, kept.name)
+    assert not [w for w in at.warning if w.value.startswith("Delete run")]
+    at.button(key=f"train_delete_{kept.name}").click().run()
+    at.button(key=f"train_delete_no_{kept.name}").click().run()
+    assert not at.exception and kept.is_dir()
+    assert not [w for w in at.warning if w.value.startswith("Delete run")]
+    assert at.button(key=f"train_delete_{kept.name}") is not None

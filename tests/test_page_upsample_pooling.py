@@ -60,3 +60,42 @@ def test_tiny_image_says_why():
     assert not at.exception
     assert _shapes(at)[0].count("(1,3,2,2)") == 1  # upsampling a single pixel works
     assert "image smaller than the window" in at.error[0].value
+
+
+def _np_image(at):
+    import numpy as np
+
+    return np.asarray(at.session_state["cnnviz_image"].convert("RGB"), dtype=np.float64).transpose(2, 0, 1) / 255
+
+
+def test_round_trip_mse_equals_a_hand_computed_one():
+    """The MSE the page shows for 2x2 max pooling (stride 2) and back, against plain numpy: nearest
+    upsampling (each output pixel takes the pooled value of its window) and max unpool (each window's
+    maximum back at its place, zeros elsewhere: ties do not change the error)."""
+    import numpy as np
+
+    at = open_page(PAGE, timeout=90, clean=True)
+    x = _np_image(at)
+    c, h, w = x.shape
+    ph, pw = h // 2, w // 2
+    windows = x[:, :2 * ph, :2 * pw].reshape(c, ph, 2, pw, 2)
+    pooled = windows.max(axis=(2, 4))
+    rows = np.minimum((np.arange(h) * ph) // h, ph - 1)
+    cols = np.minimum((np.arange(w) * pw) // w, pw - 1)
+    nearest = pooled[:, rows][:, :, cols]
+    unpooled = np.zeros_like(x)
+    flat = windows.transpose(0, 1, 3, 2, 4).reshape(c, ph, pw, 4)
+    first = flat.argmax(axis=-1)
+    ci, yi, xi = np.meshgrid(np.arange(c), np.arange(ph), np.arange(pw), indexing="ij")
+    unpooled[ci, 2 * yi + first // 2, 2 * xi + first % 2] = pooled
+    want = {"nearest": float(((x - nearest) ** 2).mean()), "max unpool": float(((x - unpooled) ** 2).mean())}
+
+    def shown() -> float:
+        return float(next(m.value for m in at.metric if m.label == "MSE"))
+
+    assert at.radio(key="pool_rt_mode").value == "nearest"
+    assert abs(shown() - want["nearest"]) <= 6e-6, (shown(), want)
+    at.radio(key="pool_rt_mode").set_value("max unpool").run()
+    ok(at)
+    assert abs(shown() - want["max unpool"]) <= 6e-6, (shown(), want)
+    assert want["max unpool"] != want["nearest"]

@@ -84,6 +84,66 @@ def test_racing_dispatchers_never_start_one_run_twice(root, monkeypatch):
     assert queue.entries(root) == []
 
 
+def _gated(root: Path, n: int) -> list[Path]:
+    """`n` runs queued (not dispatched yet), each with its gate at 0: once started, a run holds before
+    its first step (status "running") until the test removes its gate."""
+    dirs = [queue.submit(TrainConfig(**TINY, seed=i), root, dispatch_now=False) for i in range(n)]
+    for d in dirs:
+        (d / runs.GATE_FILE).write_text("0")
+    return dirs
+
+
+def _launched(dirs: list[Path]) -> list[Path]:
+    return [d for d in dirs if (d / runs.LAUNCHER_FILE).is_file()]
+
+
+def _max_overlap(dirs: list[Path]) -> int:
+    """The most runs that trained at once: each from its launch to its final line."""
+    marks = []
+    for d in dirs:
+        marks += [(json.loads((d / runs.LAUNCHER_FILE).read_text())["t"], 1), (lines(d, "done")[-1]["t"], -1)]
+    level = peak = 0
+    for _, step in sorted(marks, key=lambda m: (m[0], m[1])):
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def test_two_slots_train_two_runs_the_third_waits_at_position_1_and_starts_when_one_ends(root, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "2")
+    a, b, c = dirs = _gated(root, 3)
+    assert queue.dispatch(root) == [a, b]
+    wait_for(lambda: status(a) == status(b) == "running", "the first two runs to train")
+    assert status(c) == "queued" and queue.position(c) == 1 and _launched(dirs) == [a, b]
+    assert sorted(queue.active(root)) == sorted([a, b])
+    assert queue.dispatch(root) == [] and status(c) == "queued"  # no third slot
+    (a / runs.GATE_FILE).unlink()  # a trains to its end; its process starts the next queued run as it exits
+    wait_for(lambda: status(c) == "running", "the third run to start when the first ended")
+    assert status(a) == "finished" and status(b) == "running" and queue.entries(root) == []
+    assert json.loads((c / runs.LAUNCHER_FILE).read_text())["t"] >= lines(a, "done")[-1]["t"]
+    for d in (b, c):
+        (d / runs.GATE_FILE).unlink()
+    wait_for(lambda: all(status(d) == "finished" for d in dirs), "the runs to finish")
+    assert _max_overlap(dirs) == 2
+
+
+def test_racing_dispatchers_doing_real_launches_never_start_more_than_two(root, monkeypatch):
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", "2")
+    dirs = _gated(root, 5)
+    racer = "from cnnviz.runs import queue\nqueue.dispatch()\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", racer], env=env) for _ in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    assert _launched(dirs) == dirs[:2]  # the two oldest, each once
+    assert [queue.position(d) for d in dirs[2:]] == [1, 2, 3]
+    wait_for(lambda: all(status(d) == "running" for d in dirs[:2]), "two runs to train")
+    assert _launched(dirs) == dirs[:2] and len(queue.active(root)) == 2
+    for d in dirs:  # let them all go: each run's exit dispatches the next; two exits race for the slots
+        (d / runs.GATE_FILE).unlink()
+    wait_for(lambda: all(status(d) == "finished" for d in dirs), "the five runs to finish")
+    assert queue.entries(root) == [] and _max_overlap(dirs) == 2
+
+
 def _wait_for_checkpoint(d: Path):
     wait_for(lambda: (d / runs.LAST_WEIGHTS).is_file() and lines(d, "epoch"), "a first checkpoint")
 

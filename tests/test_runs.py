@@ -19,6 +19,8 @@ from cnnviz.runs.reader import MetricsReader, StepSeries
 from cnnviz.models.checkpoints import CheckpointError, load_checkpoint
 from cnnviz.train import TrainConfig, fit
 
+from .runtools import runs_root  # noqa: F401  (fixture)
+
 
 def _fake_run(root, name, lines, t=0.0):
     d = root / name
@@ -184,3 +186,30 @@ def test_delete_refuses_the_root_nested_dotdot_and_symlinks_out(tmp_path):
         with pytest.raises(ValueError, match="not a run directory under the runs folder"):
             runs.delete_run(victim, root=root)
     assert outside.is_dir() and nested.is_dir() and d.is_dir()
+
+
+def test_delete_refuses_a_running_and_a_queued_run_then_deletes_it_once_ended(runs_root):
+    """Real run processes (one slot): the first holds at its gate (running), the second waits in the queue."""
+    from cnnviz.runs import queue
+
+    from .runtools import wait_for
+
+    tiny = dict(model="lenet5", dataset="shapes", epochs=1, batch_size=64, device="cpu", limit_train=128,
+                limit_test=64)
+    running, queued = (queue.submit(TrainConfig(**tiny, seed=i), runs_root, dispatch_now=False) for i in range(2))
+    for d in (running, queued):
+        (d / runs.GATE_FILE).write_text("0")
+    assert queue.dispatch(runs_root) == [running]
+    wait_for(lambda: runs.read_run(running).status == Status.RUNNING, "the first run to train")
+    assert runs.read_run(queued).status == Status.QUEUED
+    with pytest.raises(ValueError, match="still training: stop it before deleting it"):
+        runs.delete_run(running)
+    with pytest.raises(ValueError, match="waiting in the queue: cancel it first"):
+        runs.delete_run(queued)
+    assert (running / runs.CONFIG_FILE).is_file() and (queued / runs.CONFIG_FILE).is_file()
+    assert runs.read_run(running).status == Status.RUNNING and queue.position(queued) == 1
+    assert queue.cancel(queued) and not queued.exists()
+    runs.request_stop(running)
+    wait_for(lambda: runs.read_run(running).status == Status.STOPPED, "the first run to stop")
+    runs.delete_run(running)
+    assert not running.exists()

@@ -14,6 +14,7 @@ from cnnviz.train import engine
 from cnnviz import runs
 from cnnviz.runs.writer import RunWriter
 from cnnviz.models.checkpoints import load_checkpoint
+from cnnviz.runs.layout import thin_checkpoints
 from cnnviz.train import TrainConfig, fit, lr_at
 
 
@@ -56,7 +57,7 @@ def test_validate_rejects_with_clear_message(bad, msg):
 def test_presets_are_valid_configs():
     for name in train.PRESETS:
         cfg = train.preset_config(name, device="cpu")
-        assert cfg.model  # builds; validate may need augment presets (checked where available)
+        cfg.validate()  # raises ValueError with the reason if a preset names a bad model, augment or value
     assert train.preset_config("speedrun").model == "airbench"
 
 
@@ -150,7 +151,6 @@ def test_stop_ends_at_a_step_boundary_with_a_checkpoint(tmp_path):
 def test_resume_continues_epochs_and_curves(tmp_path):
     first = events(tiny(epochs=1), tmp_path, "r")
     assert first[-1].data["status"] == "finished"
-    w1 = load_checkpoint(tmp_path / "r" / "last.safetensors").state_dict
     second = list(fit(tiny(epochs=3), resume=tmp_path / "r"))
     start = second[0].data
     assert start["resumed"] and start["start_epoch"] == 2
@@ -161,22 +161,61 @@ def test_resume_continues_epochs_and_curves(tmp_path):
     assert [e["epoch"] for e in info.epochs] == [1, 2, 3] and len(info.steps) == 24
     assert sorted(info.checkpoints) == [1, 2, 3] and info.status == "finished"
     assert info.epochs[2]["elapsed_s"] > info.epochs[0]["elapsed_s"]
-    # the resumed run started from epoch 1's weights, not from scratch
-    w_epoch1 = load_checkpoint(tmp_path / "r" / "epoch-0001.safetensors").state_dict
-    assert all(torch.equal(w1[k], w_epoch1[k]) for k in w1)
+    # the resumed run started from epoch 1's weights (and optimizer state): it ends where a 3-epoch run
+    # trained straight through ends, which a run from fresh weights would not
+    straight = events(tiny(epochs=3), tmp_path, "straight")
+    assert straight[-1].data["status"] == "finished"
+    _assert_same_run(tmp_path / "r", tmp_path / "straight")
 
 
-def test_resume_after_stop_drops_the_partial_epoch_from_curves(tmp_path):
-    stop = threading.Event()
-    for ev in fit(tiny(epochs=2), run_dir=tmp_path / "r", stop_event=stop):
-        if ev.kind == "step" and ev.data["step"] == 12:
-            stop.set()
-    evs = list(fit(tiny(epochs=2), resume=tmp_path / "r"))
+# A digits-style augmentation with a random crop and MixUp: the resumed run must also continue the
+# augmentation generator where it was (the crops and the mixing weights it draws).
+AUG_MIX = json.dumps({"steps": [{"name": "RandomCrop", "params": {"size": 32, "padding": 2}},
+                                {"name": "MixUp", "params": {"alpha": 0.4}}]})
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "last.safetensors").state_dict
+
+
+def _assert_same_run(a, b):
+    """Bit-identical final weights, step losses and learning rates, and epoch metrics."""
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    differ = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not differ, f"weights differ in {differ}"
+    ra, rb = runs.read_run(a, all_steps=True), runs.read_run(b, all_steps=True)
+    assert [(s["step"], s["loss"], s["lr"]) for s in ra.steps] == [(s["step"], s["loss"], s["lr"]) for s in rb.steps]
+    keys = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "step")
+    assert [{k: e[k] for k in keys} for e in ra.epochs] == [{k: e[k] for k in keys} for e in rb.epochs]
+    assert ra.status == rb.status == "finished"
+
+
+@pytest.mark.parametrize("stops", [[11], [3, 8, 13]], ids=["mid-epoch-2", "three-stops"])
+def test_stop_anywhere_then_resume_trains_exactly_the_uninterrupted_run(tmp_path, stops):
+    """Stop inside an epoch (step 11 of 8-step epochs is batch 3 of epoch 2), at an epoch's end (8),
+    several times, then resume: the weights, every step's loss and lr (one-cycle schedule) and every
+    epoch's metrics equal those of one run trained straight through with the same seed."""
+    cfg = tiny(epochs=3, augment=AUG_MIX, schedule="onecycle", lr=3e-3)
+    full = events(cfg, tmp_path, "full")
+    assert full[-1].data["status"] == "finished"
+    d = tmp_path / "stopped"
+    for n, at_step in enumerate(stops):
+        stop = threading.Event()
+        gen = fit(cfg, run_dir=d, stop_event=stop) if n == 0 else fit(cfg, stop_event=stop, resume=d)
+        last = None
+        for ev in gen:
+            last = ev
+            if ev.kind == "step" and ev.data["step"] == at_step:
+                stop.set()
+        assert last.data["status"] == "stopped"
+        state = torch.load(d / "last-state.pt", weights_only=True)
+        assert state["global_step"] == at_step
+        assert (state["position"] or {}).get("batch", 0) == at_step % 8  # where in its epoch it stopped
+    evs = list(fit(cfg, resume=d))
     assert evs[-1].data["status"] == "finished"
-    info = runs.read_run(tmp_path / "r")
-    assert [e["epoch"] for e in info.epochs] == [1, 2]
-    steps = [s["step"] for s in info.steps]
-    assert steps == sorted(set(steps)) and steps[-1] == 16 + 4  # epoch 2 re-run after the 12-step stop
+    assert [e.data["step"] for e in evs if e.kind == "step"][0] == stops[-1] + 1
+    _assert_same_run(d, tmp_path / "full")
 
 
 def test_poisoned_batch_ends_diverged_with_step_and_advice(tmp_path, monkeypatch):

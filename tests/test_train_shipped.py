@@ -13,6 +13,34 @@ from cnnviz.models.checkpoints import load_checkpoint, load_into
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
 SHIPPED = ["lenet5", "resnet_small"]
+EVAL_SUBSET = ASSETS.parent / "cifar10-eval" / "cifar10-test-500.npz"  # scripts/build_cifar_eval.py
+
+
+def _shipped_subset():
+    """The 500 shipped CIFAR-10 test images (50 per class, their original JPEG bytes) and labels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with np.load(EVAL_SUBSET, allow_pickle=False) as z:
+        raw, off, labels, classes = z["jpeg"].tobytes(), z["offsets"], z["labels"], [str(c) for c in z["classes"]]
+    ims = [Image.open(io.BytesIO(raw[off[i]:off[i + 1]])).convert("RGB") for i in range(len(labels))]
+    return ims, torch.from_numpy(labels), classes
+
+
+def _accuracy(name: str, ims, labels) -> float:
+    """Plain torchvision transforms and a forward pass (not cnnviz's trainer or evaluator)."""
+    from torchvision import transforms
+
+    ck = load_checkpoint(ASSETS / f"{name}-cifar10.safetensors")
+    net = models.create(name, 10, 3)
+    net.load_state_dict(ck.state_dict)
+    net.eval()
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize(ck.meta["mean"], ck.meta["std"])])
+    x = torch.stack([tf(im) for im in ims])
+    with torch.no_grad():
+        return (net(x).argmax(1) == labels).float().mean().item()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -27,9 +55,33 @@ def test_shipped_checkpoint_loads_with_meta_and_info(name):
     assert ck.meta["model"] == name and len(ck.meta["classes"]) == 10 and ck.meta["classes"][0] == "airplane"
     info = json.loads(js.read_text())
     assert info["config"]["model"] == name and info["final_metrics"]["epoch"] == ck.meta["epoch"]
-    assert info["final_metrics"]["test_acc"] >= 0.55
     net = load_into(models.create(name, 10, 3), ck, name)
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_accuracy_measured_on_the_shipped_cifar10_test_subset(name):
+    """Runs in any checkout: the checkpoint scored on the 500 shipped CIFAR-10 test images (every 20th of
+    the test split, 50 per class) reaches the accuracy its JSON states, within 0.06 (about three
+    standard errors of a 500-image estimate), and well above chance."""
+    ims, labels, classes = _shipped_subset()
+    assert len(ims) == 500 and labels.bincount().tolist() == [50] * 10 and ims[0].size == (32, 32)
+    assert classes == load_checkpoint(ASSETS / f"{name}-cifar10.safetensors").meta["classes"]
+    acc = _accuracy(name, ims, labels)
+    claimed = json.loads((ASSETS / f"{name}-cifar10.json").read_text())["final_metrics"]["test_acc"]
+    assert acc >= 0.55 and acc > claimed - 0.06, (acc, claimed)
+
+
+def test_the_shipped_subset_is_the_real_test_images(cifar_jpeg):
+    """Where the real CIFAR-10 JPEG copy is present: the subset holds exactly its every-20th test images."""
+    from torchvision import datasets
+
+    ims, labels, classes = _shipped_subset()
+    ds = datasets.ImageFolder(str(cifar_jpeg / "test"))
+    assert ds.classes == classes
+    for k in (0, 1, 137, 499):
+        im, y = ds[20 * k]
+        assert y == int(labels[k]) and list(im.getdata()) == list(ims[k].getdata())
 
 
 @pytest.mark.parametrize("name", SHIPPED)

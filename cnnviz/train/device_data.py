@@ -46,16 +46,17 @@ class DeviceData:
         return full + (1 if keep else 0)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
-                drop_tiny: bool = True, rank: int = 0, world: int = 1
+                drop_tiny: bool = True, rank: int = 0, world: int = 1, start: int = 0
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield (uint8 images, labels) batches; shuffled with `generator` (on the data's device).
+        `start` skips the first batches of the order (a run resumed inside an epoch).
 
         With `world` > 1 this rank yields its share `[rank::world]` of each global batch of
         `batch_size`, so the ranks together see exactly the batches one process would (for full
         batches this is `perm[rank::world]` cut into batches of batch_size / world)."""
         n = len(self)
         order = (torch.randperm(n, generator=generator, device=self.device) if shuffle else None)
-        for b in range(self.num_batches(batch_size, drop_tiny, world)):
+        for b in range(start, self.num_batches(batch_size, drop_tiny, world)):
             lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
             if order is None and world == 1:
                 yield self.images[lo:hi], self.labels[lo:hi]

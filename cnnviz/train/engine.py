@@ -26,13 +26,13 @@ from ..atomic import atomic_write_bytes
 from ..models.checkpoints import load_checkpoint, load_into, save_checkpoint
 from ..runs import layout
 from ..runs.liveness import pid_record
-from ..runs.store import read_run
-from ..runs.writer import RunWriter, write_state
+from ..runs.writer import RunWriter
 from .diagnostics import advice_diverged, advice_oom, host_out_of_memory, memory_usage, oom_message
 from .device_data import DeviceData, Normalizer, resize_uint8, subsample
 from .distributed import Dist, wrap
 from .config import TrainConfig, lr_at
 from ..inspect.layerstats import epoch_layer_stats
+from .resume import EpochPosition, restore_rng, resume_state, save_state
 
 MAX_EPOCH_CHECKPOINTS = 20
 EVAL_BATCH = 1024
@@ -71,13 +71,6 @@ def _autocast(device: torch.device, precision: str):
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def _save_state(run_dir: Path, opt: torch.optim.Optimizer, state: dict, device: torch.device) -> None:
-    rng = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    write_state(run_dir, {"optimizer": opt.state_dict(), "rng": rng, **state})
-
-
 def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.Event | None = None,
         resume: Path | None = None) -> Iterator[Event]:
     """Train `config`, yielding Events: start, step..., epoch, checkpoint, ..., then done or error.
@@ -85,7 +78,9 @@ def fit(config: TrainConfig, run_dir: Path | None = None, stop_event: threading.
     `run_dir` (default runs_root()/<new id>) receives config.json, metrics.jsonl and
     checkpoints. `stop_event` is checked every step: once set, the run saves a checkpoint
     and ends with status "stopped". `resume` (a run directory) continues that run from its
-    last checkpoint: same directory, epoch count and curves continue.
+    last checkpoint: same directory, epoch count and curves continue; a run stopped inside an epoch
+    continues from the batch it stopped at (`cnnviz.train.resume`), so stop + resume trains exactly
+    what one uninterrupted run would.
     """
     stop_event = stop_event or threading.Event()
     try:
@@ -189,6 +184,8 @@ class _Run:
     elapsed_prev: float = 0.0         # training time of the runs this one resumes
     t0: float = 0.0                   # when this process started training
     last_epoch: dict = field(default_factory=dict)
+    resume_pos: EpochPosition | None = None   # where in its epoch the resumed run had stopped
+    position: EpochPosition | None = None     # where in its epoch this run stops (saved with the checkpoint)
 
     def elapsed(self) -> float:
         return self.elapsed_prev + (time.perf_counter() - self.t0)
@@ -201,6 +198,7 @@ class _EpochStats:
     seen: int
     train_s: float
     t_start: float
+    seen_timed: int                   # images trained by this process in the epoch (for images/s)
 
 
 class _NullLog:
@@ -238,8 +236,9 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     prev_state = None
     if resume is not None:  # every rank checks the same files, then loads them
         run_dir = Path(resume)
-        prev_state = yield from _resume_state(cfg, run_dir)
+        prev_state, problem = resume_state(cfg, run_dir)
         if prev_state is None:
+            yield _error(*problem)
             return None
         dist.barrier()
     if run_dir is None:  # rank 0 names the run
@@ -319,8 +318,8 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
         run.epochs_done = int(prev_state.get("epochs_done", 0))
         run.global_step = int(prev_state.get("global_step", 0))
         run.elapsed_prev = float(prev_state.get("elapsed_s", 0.0))
-        with contextlib.suppress(Exception):
-            torch.set_rng_state(prev_state["rng"]["torch"])
+        run.resume_pos = EpochPosition.from_state(prev_state.get("position"), cfg.batch_size, notes)
+        restore_rng(prev_state, device)
     load_s = time.perf_counter() - t_load
 
     if dist.is_main:  # (on resume the run continues with this config, e.g. more epochs)
@@ -342,28 +341,6 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
                       "precision": "bf16" if run.autocast is not contextlib.nullcontext else "fp32",
                       "notes": notes, "resumed": run.resumed, "world_size": dist.world}
     return run
-
-
-def _resume_state(cfg: TrainConfig, run_dir: Path):
-    """Yield an error event and return None, or return the saved optimizer/RNG/progress state."""
-    try:
-        saved = read_run(run_dir)
-    except FileNotFoundError as exc:
-        yield _error(str(exc), "Pick an existing run to resume.")
-        return None
-    for key in ("model", "dataset"):
-        if saved.config.get(key) not in (None, getattr(cfg, key)):
-            yield _error(f"Cannot resume: the run used {key}={saved.config.get(key)!r}, not {getattr(cfg, key)!r}.",
-                         "Resume with the run's config.")
-            return None
-    if saved.last_checkpoint is None or not (run_dir / layout.LAST_STATE).is_file():
-        yield _error(f"Run {run_dir.name} has no checkpoint to resume from.", "Start a new run instead.")
-        return None
-    try:
-        return torch.load(run_dir / layout.LAST_STATE, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable state: say so
-        yield _error(f"Cannot read {layout.LAST_STATE}: {exc}", "Start a new run.")
-        return None
 
 
 def _input_size(model: torch.nn.Module, in_ch: int, hw: tuple[int, int], native: int,
@@ -391,7 +368,8 @@ def _compiled(model: torch.nn.Module, cfg: TrainConfig, notes: list[str]):
 
 def _start(run: _Run) -> Event:
     if run.resumed:
-        run.log.write("resume", {"epochs_done": run.epochs_done, "global_step": run.global_step})
+        run.log.write("resume", {"epochs_done": run.epochs_done, "global_step": run.global_step,
+                                 "epoch_batch": run.resume_pos.batch if run.resume_pos else 0})
     run.log.write("start", run.start_info)
     run.t0 = time.perf_counter()
     return Event("start", run.start_info)
@@ -416,11 +394,24 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     correct = torch.zeros((), device=device)
     seen = 0
     win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
+    pos, run.resume_pos = (run.resume_pos if run.resume_pos and run.resume_pos.epoch == epoch else None), None
+    first = pos.batch if pos else 0
+    if pos:  # continue the stopped epoch: its generator, and its sums so far (rank 0 holds all ranks' sums)
+        aug_gen.set_state(pos.aug_gen.to(aug_gen.get_state().device))
+        s = pos.sums.tolist() if dist.is_main else [0.0] * 5
+        loss_sum += s[0]
+        correct += s[1]
+        seen, win_loss, win_n = int(s[2]), win_loss + s[3], int(s[4])
+    seen_before = seen
     stop_agreed = False
-    batches = run.train.batches(cfg.batch_size, gen, rank=dist.rank, world=dist.world)
-    for i, (xb, yb) in enumerate(batches):
+    batches = run.train.batches(cfg.batch_size, gen, rank=dist.rank, world=dist.world, start=first)
+    for i, (xb, yb) in enumerate(batches, start=first):
         _hold_at_gate(run, stop_event)
         if stop_agreed or (not dist.active and (stop_event.is_set() or stop_file.exists())):
+            sums = dist.sum_(torch.stack([loss_sum.double(), correct.double(), torch.tensor(float(seen), device=device,
+                             dtype=torch.float64), win_loss.double(), torch.tensor(float(win_n), device=device,
+                             dtype=torch.float64)]))
+            run.position = EpochPosition(epoch, i, cfg.batch_size, aug_gen.get_state(), sums)
             yield _checkpoint(run, run.epochs_done, partial=True)
             if dist.is_main and layout.stop_reason(run.run_dir) == layout.PRUNE:  # a search's pruner asked
                 yield _finish(run, "pruned", message=f"Pruned by the search after epoch {run.epochs_done}.")
@@ -464,8 +455,9 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
             run.log.write("step", sd, sync=False)
             yield Event("step", sd)
             win_loss, win_n, win_t = torch.zeros((), device=device), 0, time.perf_counter()
-    sums = dist.sum_(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device)]))
-    return _EpochStats(sums[0], sums[1], int(sums[2].item()), time.perf_counter() - t_ep, t_ep)
+    sums = dist.sum_(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device),
+                                  torch.tensor(float(seen - seen_before), device=device)]))
+    return _EpochStats(sums[0], sums[1], int(sums[2].item()), time.perf_counter() - t_ep, t_ep, int(sums[3].item()))
 
 
 def _hold_at_gate(run: _Run, stop_event: threading.Event) -> None:
@@ -539,7 +531,7 @@ def _end_epoch(run: _Run, epoch: int, st: _EpochStats, test_loss: float, test_ac
     run.last_epoch = {"epoch": epoch, "train_loss": st.loss_sum.item() / max(1, st.seen),
                       "train_acc": st.correct.item() / max(1, st.seen), "test_loss": test_loss, "test_acc": test_acc,
                       "lr": lr_at(cfg.schedule, cfg.lr, run.global_step, run.total_steps),
-                      "images_per_s": st.seen / max(st.train_s, 1e-9),
+                      "images_per_s": st.seen_timed / max(st.train_s, 1e-9),
                       "epoch_s": time.perf_counter() - st.t_start, "elapsed_s": run.elapsed(),
                       "step": run.global_step, "progress": run.global_step / max(1, run.total_steps)}
     run.last_epoch["layers"] = epoch_layer_stats(run.model)  # per-layer norms for the Microscope page
@@ -562,8 +554,9 @@ def _checkpoint(run: _Run, epoch_done: int, partial: bool) -> Event:
     if not partial:
         save_checkpoint(run.model, run.run_dir / layout.epoch_checkpoint_name(epoch_done), meta)
     save_checkpoint(run.model, run.run_dir / layout.LAST_WEIGHTS, meta)
-    _save_state(run.run_dir, run.opt, {"epochs_done": epoch_done, "global_step": run.global_step,
-                                       "elapsed_s": run.elapsed(), "partial": partial}, run.device)
+    save_state(run.run_dir, run.opt, {"epochs_done": epoch_done, "global_step": run.global_step,
+                                      "elapsed_s": run.elapsed(), "partial": partial}, run.device,
+               run.position if partial else None)
     if not partial:
         layout.thin_checkpoints(run.run_dir, MAX_EPOCH_CHECKPOINTS)
     run.log.write("checkpoint", data)

@@ -1,8 +1,9 @@
 """Export a run as a standalone PyTorch script (model source inlined, data, transforms, seed, loop).
 
 The script needs torch + torchvision (+ pillow) only, not cnnviz. It is the readable,
-textbook version of the run: a DataLoader with per-image torchvision v2 transforms,
-the same model, optimizer, lr schedule, label smoothing, precision, epochs and seed.
+textbook version of the run: a DataLoader with per-image torchvision v2 transforms (the run's
+pipeline as `Pipeline.to_code()` writes it) and its batch-level MixUp/CutMix on each training
+batch, the same model, optimizer, lr schedule, label smoothing, precision, epochs and seed.
 It reproduces the recipe, not bit-identical numbers (cnnviz batches on the device
 with its own shuffling and batched augmentation).
 
@@ -18,7 +19,6 @@ import ast
 import inspect
 import json
 import pprint
-import textwrap
 from pathlib import Path
 
 from ..runs import read_run
@@ -65,9 +65,22 @@ build_model = {builder}
 
 
 # ----------------------------------------------------------------------------- augmentation
-def augment_transform():
-    """The training-time augmentation ({augment_label})."""
+# The training-time augmentation ({augment_label}): `transform` per image and, with MixUp or
+# CutMix, `batch_transform` on each training batch.
 {augment_code}
+
+def augment_transform():
+    """The per-image training augmentation."""
+    return transform
+
+
+def augment_batch(x, y):
+    """The batch-level training augmentation (MixUp/CutMix: labels become soft); x, y as they are without."""
+    bt = globals().get("batch_transform")
+    if bt is None or x.shape[0] < 2:
+        return x, y
+    x, y = bt(x, y)
+    return x.as_subclass(torch.Tensor), y
 
 
 # ----------------------------------------------------------------------------- data
@@ -204,20 +217,22 @@ def main() -> None:
         for i, (x, y) in enumerate(train_dl):
             if i >= steps_per_epoch:
                 break
-            x, y = x.to(device, memory_format=fmt), y.to(device)
+            x, y = x.to(device), y.to(device)
+            x, target = augment_batch(x, y)
+            x = x.contiguous(memory_format=fmt)
             lr = lr_at(CONFIG["schedule"], CONFIG["lr"], step, total_steps)
             for g in opt.param_groups:
                 g["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 out = model(x)
-            loss = F.cross_entropy(out.float(), y, label_smoothing=CONFIG["label_smoothing"])
+            loss = F.cross_entropy(out.float(), target, label_smoothing=CONFIG["label_smoothing"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             loss_sum += loss.item() * y.shape[0]
             seen += y.shape[0]
-            correct += (out.argmax(1) == y).sum().item()
+            correct += (out.argmax(1) == (target if target.ndim == 1 else target.argmax(1))).sum().item()
         model.eval()
         t_seen = t_correct = 0
         t_loss = 0.0
@@ -276,18 +291,18 @@ def model_source(model_name: str, meta: dict | None = None) -> tuple[str, str, s
     return "\n".join(lines).strip() + "\n", builder.__name__, f"cnnviz/models/{rel}"
 
 
-def _augment_code(augment: str) -> tuple[str, str, bool]:
-    """(function body returning the transform, label, normalizes?) for the run's augmentation."""
+def _augment_code(augment: str, num_classes: int) -> tuple[str, str, bool]:
+    """(module-level code defining `transform` and, for MixUp/CutMix, `batch_transform`; label; normalizes?)
+    for the run's augmentation: the pipeline's own `to_code()`, batch step included."""
     if augment.strip() in ("", "none"):
-        return "    return v2.Identity()", "none", False
+        return "transform = v2.Identity()\n", "none", False
     from ..augment.pipeline import resolve
 
     pipe = resolve(augment)
     names = [getattr(s, "name", "") for s in pipe.steps]
-    code = pipe.to_code()
-    body = textwrap.indent(code.strip(), "    ") + "\n    return transform"
+    code = pipe.to_code(num_classes)
     label = augment if len(augment) < 40 and "{" not in augment else "pipeline: " + " -> ".join(names)
-    return body, label, "Normalize" in names
+    return code, label, pipe.normalizes
 
 
 def _identifier(name: str) -> str:
@@ -321,7 +336,7 @@ def export_script(run_dir: Path, out: Path) -> Path:
     if not classes:
         raise ValueError("The run has not started training yet (no class list recorded); nothing to export.")
     src, builder, model_file = model_source(cfg.model, meta)
-    aug_body, aug_label, aug_norm = _augment_code(cfg.augment)
+    aug_body, aug_label, aug_norm = _augment_code(cfg.augment, len(classes))
     text = _SCRIPT.format(
         run_id=_in_doc(run.run_id), model=_in_doc(cfg.model), dataset=_in_doc(cfg.dataset),
         script_name=_in_doc(Path(out).name),
