@@ -133,7 +133,8 @@ def test_a_killed_server_and_a_sigkilled_trial_the_new_server_continues_from_the
         if server.poll() is None:
             server.kill()
             server.wait(timeout=60)
-    assert search.state(sid, root).trials[0].state == "running"  # nobody has told the study yet
+    t0 = search.state(sid, root).trials[0]
+    assert t0.state == "running", (t0, server.stdout.read()[-3000:], server.stderr.read()[-3000:])  # nobody told it
     # a new server: the study, its trial 0 and its sampler's place come from the journal
     again = subprocess.run([sys.executable, "-m", "cnnviz", "sweep", "--continue", sid, "--poll", "0.2"], cwd=ROOT,
                            env=env, capture_output=True, text=True, timeout=900)

@@ -142,21 +142,24 @@ def position(run_dir: Path) -> int | None:
 
 
 def _write_entry(run_dir: Path, root: Path, resume: bool, nproc: int | None, owner: str | None,
-                 visitor: str | None) -> None:
+                 visitor: str | None) -> Path:
     entry = {"run_dir": str(run_dir.resolve()), "run_id": run_dir.name, "resume": resume, "nproc": nproc,
              "owner": owner, "visitor": visitor, "queued_at": time.time()}
-    atomic_write_bytes(_qdir(root) / f"{time.time_ns():020d}-{run_dir.name}.json", json.dumps(entry).encode())
+    path = _qdir(root) / f"{time.time_ns():020d}-{run_dir.name}.json"
+    atomic_write_bytes(path, json.dumps(entry).encode())
+    return path
 
 
 def _prepare(config, root: Path, sweep: dict | None, owner: str | None, visitor: str | None) -> Path:
-    """A new run directory holding the config (and sweep/owner records); nothing queued yet."""
+    """A new run directory with its sweep/owner records but no config yet: it is not a run (nothing lists
+    it) until `_finish_prepare` writes the config, after its queue entry exists, so no reader ever sees a
+    run that is neither queued nor started."""
     run_dir = new_run_dir(config.model, config.dataset, root)
     try:
         if sweep is not None:
             write_json(run_dir / SWEEP_FILE, sweep)
         if owner is not None or visitor is not None:
             write_json(run_dir / OWNER_FILE, {"owner": owner, "visitor": visitor})
-        write_json(run_dir / CONFIG_FILE, config.to_dict())
     except BaseException:
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -187,10 +190,17 @@ def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = No
         if summary(run_dir).status.live:
             raise ValueError(f"Run {run_dir.name} is already training or queued.")
         write_json(run_dir / CONFIG_FILE, config.to_dict())
+        _write_entry(run_dir, root, True, nproc, owner, visitor)
         (run_dir / LAUNCHER_FILE).unlink(missing_ok=True)  # a failed launch's record: this is a new attempt
     else:
         run_dir = _prepare(config, root, sweep, owner, visitor)
-    _write_entry(run_dir, root, resume_run_dir is not None, nproc, owner, visitor)
+        entry = _write_entry(run_dir, root, False, nproc, owner, visitor)
+        try:
+            write_json(run_dir / CONFIG_FILE, config.to_dict())
+        except BaseException:
+            entry.unlink(missing_ok=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     if dispatch_now:
         dispatch(root)
     return run_dir
@@ -216,8 +226,16 @@ def submit_many(configs: list, root: Path | None = None, *, nproc: int | None = 
         for d in made:
             shutil.rmtree(d, ignore_errors=True)
         raise
-    for d in made:
-        _write_entry(d, root, False, nproc, owner, visitor)
+    entries_made = [_write_entry(d, root, False, nproc, owner, visitor) for d in made]
+    try:
+        for d, cfg in zip(made, configs):
+            write_json(d / CONFIG_FILE, cfg.to_dict())
+    except BaseException:
+        for p in entries_made:
+            p.unlink(missing_ok=True)
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     dispatch(root)
     return made
 
@@ -262,10 +280,12 @@ def dispatch(root: Path | None = None) -> list[Path]:
         for e in queue:
             if free <= 0:
                 break
-            e.path.unlink(missing_ok=True)
             if not e.run_dir.is_dir():
+                e.path.unlink(missing_ok=True)
                 continue  # deleted while it waited
-            if launch(e.run_dir, resume=e.resume, nproc=e.nproc):
+            ok = launch(e.run_dir, resume=e.resume, nproc=e.nproc)
+            e.path.unlink(missing_ok=True)  # only now: a reader never sees it neither queued nor launched
+            if ok:
                 started.append(e.run_dir)
                 free -= 1
     return started
