@@ -19,9 +19,10 @@ from ui.nav import PAGES, server_lifespan
 def main() -> None:
     # imported here, not at the top: importing its st.cache_data functions when `streamlit run`
     # imports this module, before Streamlit's runtime exists, logs "No runtime found" warnings
-    from ui import image_state
+    from ui import image_state, serving
 
     st.set_page_config(page_title="cnnviz", page_icon=":material/blur_on:", layout="wide")
+    serving.note_session()  # under `python -m cnnviz serve`: one log line per session and worker
 
     sections: dict[str, list] = {}
     for p in PAGES:

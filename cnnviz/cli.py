@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="with --bundle: replace OUT_DIR if it is not empty")
     e.add_argument("--tensorboard", type=Path, default=None, metavar="LOGDIR",
                    help="write the run's TensorBoard events to LOGDIR/<run id>/ (replacing earlier ones)")
+    from .serve import add_arguments as serve_arguments  # the serve subcommand lives in cnnviz/serve.py
+
+    serve_arguments(sub.add_parser("serve", help="run N app processes behind HAProxy on one address"))
     return p
 
 
@@ -467,4 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "train":
         return cmd_train(args, argv)
+    if args.command == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(args)
     return {"sweep": cmd_sweep, "runs": cmd_runs, "stop": cmd_stop, "export": cmd_export}[args.command](args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.image_state import current_image, current_label
+from ui.image_state import current_image, current_label, image_digest
 from ui.layout import one_line, page_header, user_error
 
 page_header(
@@ -58,6 +58,47 @@ def _compare() -> list[dict]:
     return rows
 
 
+@st.cache_resource(show_spinner=False, max_entries=24)
+def _profile(name: str, size: int, channels: int, classes: int):
+    """The depth profile figure of a model (building a plotly figure costs more than drawing it);
+    shared, never modified: st.plotly_chart only reads it."""
+    return profile_figure(_summary(name, size, channels, classes))
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def _compare_figure():
+    import plotly.graph_objects as go
+
+    rows = _compare()
+    fig = go.Figure(go.Scatter(
+        x=[r["parameters"] / 1e6 for r in rows], y=[r["GFLOPs"] for r in rows], text=[r["model"] for r in rows],
+        mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"},
+        hovertemplate="%{text}<br>%{x:.2f} M parameters<br>%{y:.2f} GFLOPs<extra></extra>"))
+    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"title": "parameters (millions, log scale)", "type": "log", "dtick": 1},
+                      yaxis={"title": "GFLOPs per image (log scale)", "type": "log", "dtick": 1})
+    return fig
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _stacked(c: int) -> list:
+    return [ideas.stacked_vs_single(c, 2), ideas.stacked_vs_single(c, 3)]
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _inception(size: int) -> ideas.InceptionDemo:
+    """The Inception block's branches: the same for everyone, so computed once per process."""
+    return ideas.inception_block(size)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _residual(digest: str, seed: int, _small) -> tuple[int, ideas.ResidualPictures]:
+    """The residual block on the (thumbnailed) image, keyed by the image's digest and the seed:
+    a rerun that changed neither runs no forward pass."""
+    res = ideas.residual_maps(display.pil_to_tensor(_small), seed)
+    return res.params, ideas.residual_pictures(res)
+
+
 tab_layers, tab_compare, tab_ideas, tab_design = st.tabs(
     ["Layer by layer", "The classics side by side", "The ideas, worked", "Design your own"])
 
@@ -104,7 +145,7 @@ with tab_layers:
                    f"{channels}x{size}x{size} input (output {' x '.join(map(str, summ.output_shape[1:]))}). "
                    "A module used twice (e.g. torchvision's shared ReLU) appears again, its parameters "
                    f"counted once: the column sums to {summ.total_params:,}.")
-        st.plotly_chart(profile_figure(summ), width="stretch", key="arch_profile")
+        st.plotly_chart(_profile(name, int(size), int(channels), int(classes)), width="stretch", key="arch_profile")
         st.caption(f"How the picture changes with depth in {name}: the spatial size (top, from the "
                    f"{size}x{size} input) shrinks at every stride or pooling while the channel count (bottom) "
                    "grows: fewer positions, more kinds of feature. Only layers with a spatial output are "
@@ -121,16 +162,7 @@ with tab_compare:
                "weight layers on the longest path, as the papers do (the tutorial's LeNet5 has 4). Measured by "
                "FlopCounterMode on a shape-only (`meta` device) forward of the real torchvision models: the same "
                "counts as a real run, without allocating a single weight.")
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Scatter(
-        x=[r["parameters"] / 1e6 for r in rows], y=[r["GFLOPs"] for r in rows], text=[r["model"] for r in rows],
-        mode="markers+text", textposition="top center", marker={"size": 12, "color": "#21918c"},
-        hovertemplate="%{text}<br>%{x:.2f} M parameters<br>%{y:.2f} GFLOPs<extra></extra>"))
-    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"title": "parameters (millions, log scale)", "type": "log", "dtick": 1},
-                      yaxis={"title": "GFLOPs per image (log scale)", "type": "log", "dtick": 1})
-    st.plotly_chart(fig, width="stretch", key="arch_compare_fig")
+    st.plotly_chart(_compare_figure(), width="stretch", key="arch_compare_fig")
     st.caption("Size vs cost, one dot per model: VGG-16 has the most of both; AlexNet's parameters sit mostly in "
                "its fully connected layers (cheap to run, costly to store); GoogLeNet and ResNet-50 go deep with "
                "1x1 convolutions, so they cost far fewer parameters per layer.")
@@ -140,7 +172,7 @@ with tab_ideas:
     st.subheader("Stacked 3x3 kernels vs one larger kernel (VGG)")
     c = st.columns([1, 3])[0].number_input("Channels C (in = out)", min_value=1, max_value=1024, value=64,
                                            key="arch_idea_c")
-    comps = [ideas.stacked_vs_single(int(c), 2), ideas.stacked_vs_single(int(c), 3)]
+    comps = _stacked(int(c))
     st.dataframe(pd.DataFrame([{
         "compare": f"{k.n_stacked} x (3x3)  vs  1 x ({k.big_kernel}x{k.big_kernel})",
         "receptive field": f"{k.rf_stacked} px vs {k.rf_big} px",
@@ -164,7 +196,7 @@ with tab_ideas:
                 "and ResNet-50 put one before every expensive 3x3/5x5 conv to cut its input channels.")
 
     st.subheader("An Inception block: parallel branches, concatenated (GoogLeNet)")
-    inc = ideas.inception_block(28)
+    inc = _inception(28)
     st.dataframe(pd.DataFrame([{"branch": n, "what it does": what, "output": " x ".join(map(str, shp[1:])),
                                 "parameters": p} for n, what, shp, p in inc.branches]
                               + [{"branch": "concat", "what it does": "stack the four outputs along channels",
@@ -181,8 +213,7 @@ with tab_ideas:
     seed = st.columns([1, 3])[0].number_input("Seed for the block's random weights", 0, 9999, 0, key="arch_idea_seed")
     small = im.copy()
     small.thumbnail((128, 128))
-    res = ideas.residual_maps(display.pil_to_tensor(small), int(seed))
-    pics = ideas.residual_pictures(res)
+    res_params, pics = _residual(image_digest(small), int(seed), small)
     cols = st.columns(4)
     shown = [("x: the block's input", pics.x),
              (f"F(x): the change (grey = 0, full scale ±{pics.fx_limit:.2f})", pics.fx),
@@ -190,7 +221,7 @@ with tab_ideas:
              ("relu(F(x) + x): the block's output", pics.out)]
     for col, (title, pic) in zip(cols, shown):
         col.image(display.upscale_nearest(pic, 200), caption=title, width="stretch")
-    st.caption(f"The tutorial's ResBlk (3 -> 3 channels, so the shortcut is x itself; {res.params} parameters, "
+    st.caption(f"The tutorial's ResBlk (3 -> 3 channels, so the shortcut is x itself; {res_params} parameters, "
                f"seed {seed}) on {current_label()} ({small.width}x{small.height}), shown as RGB pictures. "
                f"The branch F(x) = BN(conv(ReLU(BN(conv(x))))) is small next to x (mean |F(x)| = "
                f"{pics.fx_mean_abs:.3f} vs mean |x| = {pics.x_mean_abs:.3f}), so F(x) + x is the image, slightly "

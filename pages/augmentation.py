@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.image_state import current_image, current_label
+from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
 
 page_header(
@@ -24,6 +24,23 @@ K_STEPS, K_NEXT, K_JSON = "aug_steps", "aug_next_id", "augment_pipeline_json"
 K_IMPORT_MSG = "aug_import_msg"
 SIZES = {"32 px (like CIFAR)": 32, "64 px": 64, "128 px": 128, "224 px": 224, "as in the sidebar": None}
 GROUPS = ["Geometry", "Colour", "Erase & normalise", "Policies", "Batch"]
+
+
+# ---- cached previews: a rerun whose pipeline, input and seed did not change computes nothing ------
+@st.cache_data(show_spinner=False, max_entries=16)
+def _grid(pipeline_json: str, inputs_key: tuple, seed: int, num_classes: int | None, _pipeline, _inputs, _labels):
+    """The augmented grid as display pictures, keyed by the pipeline's JSON, what the inputs are and
+    the seed (same seed, same grid); the unhashed `_` arguments are what those keys describe."""
+    outs, soft = A.apply_many(_pipeline, _inputs, seed, labels=_labels, num_classes=num_classes)
+    grid = [display.upscale_nearest(A.to_display(_pipeline, o), 96) for o in outs]
+    return grid, soft, tuple(outs[0].shape[-2:])
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _trace(pipeline_json: str, input_key: tuple, seed: int, _pipeline, _x):
+    """The step-by-step strip of the first input: (picture, label, (h, w), what was drawn) per step."""
+    return [(display.upscale_nearest(A.to_display(_pipeline, s.image, normalized=s.normalized), 96), s.label,
+             tuple(s.image.shape[-2:]), s.drawn) for s in A.trace(_pipeline, _x, seed)]
 
 
 # ---- state helpers ---------------------------------------------------------------------------
@@ -256,6 +273,7 @@ with right:
     if source == "Sidebar image":
         base = A.preview_input(current_image(), SIZES[size_label])
         inputs = [base] * n
+        inputs_key = ("image", image_digest(base), n)
         what = f"**{current_label()}** ({base.width}x{base.height})"
     else:
         ds_name = st.selectbox("Dataset", ["shapes", "digits", "cifar10", "mnist", "fashion-mnist"], key="aug_dataset",
@@ -276,6 +294,7 @@ with right:
                     imgs, labs, classes = _samples(ds_name)
                 inputs = [imgs[i] for i in range(n)]
                 labels = [int(v) for v in labs[:n]]
+                inputs_key = ("dataset", ds_name, n)
                 what = f"the first {n} **{ds_name}** test images"
             except (ValueError, OSError) as exc:
                 user_error(f"Couldn't load {ds_name}: {exc}")
@@ -286,9 +305,8 @@ with right:
     if pipeline is not None and inputs:
         try:
             with st.spinner("Augmenting…"):
-                outs, soft = A.apply_many(pipeline, inputs, int(seed), labels=labels,
-                                          num_classes=len(classes) or None)
-                grid = [display.upscale_nearest(A.to_display(pipeline, o), 96) for o in outs]
+                grid, soft, (h, w) = _grid(pipeline.to_json(), inputs_key, int(seed), len(classes) or None,
+                                           pipeline, inputs, labels)
         except Exception as exc:  # noqa: BLE001  (a transform refusing this input: say so, keep going)
             user_error(f"The pipeline failed on this input: {type(exc).__name__}: {str(exc)[:200]}")
             grid, soft = [], None
@@ -307,7 +325,6 @@ with right:
                 cols = st.columns(per_row)
                 for c, im, cap in zip(cols, grid[r:r + per_row], caps[r:r + per_row]):
                     c.image(im, caption=cap, width="stretch")
-            h, w = outs[0].shape[-2:]
             mix = ("; captions give the mixed soft labels (class weights)" if soft is not None else
                    "; MixUp/CutMix are not shown on a single repeated image: pick dataset samples"
                    if pipeline.batch_steps else "")
@@ -317,18 +334,16 @@ with right:
 
         st.markdown("##### Step by step")
         try:
-            steps_run = A.trace(pipeline, inputs[0], int(seed))
+            steps_run = _trace(pipeline.to_json(), inputs_key[:2], int(seed), pipeline, inputs[0])
         except Exception as exc:  # noqa: BLE001
             steps_run = []
             user_error(f"The step-by-step run failed: {type(exc).__name__}: {str(exc)[:200]}")
         per_row = 6
         for r in range(0, len(steps_run), per_row):
             cols = st.columns(per_row)
-            for c, s in zip(cols, steps_run[r:r + per_row]):
-                im = display.upscale_nearest(A.to_display(pipeline, s.image, normalized=s.normalized), 96)
-                h, w = s.image.shape[-2:]
+            for c, (im, label, (h, w), drawn) in zip(cols, steps_run[r:r + per_row]):
                 c.image(im, width="stretch")
-                c.caption(f"**{s.label}** ({w}x{h})" + (f"  \n{_draw_desc(s.drawn)}" if s.drawn else ""))
+                c.caption(f"**{label}** ({w}x{h})" + (f"  \n{_draw_desc(drawn)}" if drawn else ""))
         if steps_run:
             st.caption("The first image of the grid, after each step, under the same seed (its last picture is "
                        "the grid's first). Under each random step: the values it drew, recorded from the real "

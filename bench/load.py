@@ -1,0 +1,197 @@
+"""A class at once: python bench/load.py [--sessions 20] [--workers 2] [--page convolution]
+
+N headless Chromium sessions open the home page at once, then all click the same page (default
+Convolution) at once; the figure is the time until every one of them has settled (script idle,
+no skeleton, for 0.6 s in a row), measured in one run on the same machine against:
+
+  1 process   a plain `streamlit run app.py`, browsers connected to it directly;
+  W workers   `python -m cnnviz serve --workers W` (HAProxy + W `streamlit run app.py`),
+              browsers connected to the proxy.
+
+Before each measurement every server process is warmed by one visit of the home page and the
+page (so both compare warm caches, not first imports). Prints the times, the ratio, exceptions
+seen, and each server process's resident memory after the run. Nothing is asserted: the
+machine may be shared, so compare the two figures of one run, not runs of different days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from cnnviz.serve import free_port, healthy  # noqa: E402
+from tests.browser.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+_IDLE_JS = """([settle]) => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const idle = app && app.getAttribute('data-test-script-state') === 'notRunning'
+        && !document.querySelector('[data-testid="stSkeleton"]');
+    const now = Date.now();
+    if (!idle) { window.__idleSince = null; return false; }
+    if (!window.__idleSince) { window.__idleSince = now; }
+    return now - window.__idleSince >= settle;
+}"""
+
+
+async def _settle(page, timeout_ms: int = 600_000) -> None:
+    await page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_ms)
+    await page.evaluate("window.__idleSince = null")
+    await page.wait_for_function(_IDLE_JS, arg=[600], timeout=timeout_ms, polling=100)
+
+
+async def _open(browser, url: str):
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    page.set_default_timeout(600_000)
+    return ctx, page
+
+
+async def _visit(pages, url: str, path: str) -> float:
+    """All pages open url/path at once (home: a fresh load; else a click on its sidebar link);
+    seconds until the last has settled."""
+    t = time.perf_counter()
+
+    async def one(page):
+        if path == "home":
+            await page.goto(url + "/")
+        else:
+            await page.locator(f'[data-testid="stSidebarNavLink"][href="{url}/{path}"]').click()
+            await page.wait_for_url(f"{url}/{path}")
+        await _settle(page)
+
+    await asyncio.gather(*(one(p) for p in pages))
+    return time.perf_counter() - t
+
+
+async def _exceptions(pages) -> int:
+    return sum([await p.locator('[data-testid="stException"]').count() for p in pages])
+
+
+async def measure(url: str, sessions: int, warm: int, page_path: str) -> dict:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # warm-up: one session per server process, at once (leastconn gives each worker one)
+        opened = [await _open(browser, url) for _ in range(warm)]
+        await _visit([p for _, p in opened], url, "home")
+        await _visit([p for _, p in opened], url, page_path)
+        for ctx, _ in opened:
+            await ctx.close()
+        opened = [await _open(browser, url) for _ in range(sessions)]
+        pages = [p for _, p in opened]
+        home = await _visit(pages, url, "home")
+        target = await _visit(pages, url, page_path)
+        exc = await _exceptions(pages)
+        await browser.close()
+    return {"home_s": home, "page_s": target, "exceptions": exc}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not healthy(url):
+        if proc.poll() is not None or time.time() > deadline:
+            raise SystemExit(f"error: the server at {url} did not start")
+        time.sleep(0.3)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def single(args) -> dict:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        out = asyncio.run(measure(url, args.sessions, 1, args.page))
+        out["rss_mb"] = [_rss_mb(proc.pid)]
+    finally:
+        _stop(proc)
+    return out
+
+
+def served(args) -> dict:
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="cnnviz-load-") as d:
+        proc = subprocess.Popen([sys.executable, "-m", "cnnviz", "serve", "--workers", str(args.workers),
+                                 "--port", str(port), "--dir", d], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 300
+            while True:
+                try:
+                    state = json.loads((Path(d) / "state.json").read_text())
+                except (OSError, ValueError):
+                    state = {}
+                if state.get("ready"):
+                    break
+                if proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit("error: the launcher did not become ready")
+                time.sleep(0.3)
+            out = asyncio.run(measure(url, args.sessions, args.workers, args.page))
+            state = json.loads((Path(d) / "state.json").read_text())
+            out["rss_mb"] = [_rss_mb(w["pid"]) for w in state["workers"]]
+            out["restarts"] = sum(w["starts"] - 1 for w in state["workers"])
+        finally:
+            _stop(proc)  # SIGTERM to the launcher's group: it stops HAProxy and the workers
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--page", default="convolution", help="url path of the page all sessions open")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    args = ap.parse_args()
+    if not Path(CHROMIUM).exists():
+        print("error: chromium not found (apt-get install chromium)", file=sys.stderr)
+        return 2
+    print(f"{args.sessions} sessions at once: home, then {args.page}; load average before: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    one = single(args)
+    print(f"1 process:            home {one['home_s']:6.1f} s   {args.page} {one['page_s']:6.1f} s   "
+          f"exceptions {one['exceptions']}   RSS {', '.join(f'{m:.0f}' for m in one['rss_mb'])} MB", flush=True)
+    many = served(args)
+    print(f"{args.workers} workers + HAProxy: home {many['home_s']:6.1f} s   {args.page} {many['page_s']:6.1f} s   "
+          f"exceptions {many['exceptions']}   RSS {', '.join(f'{m:.0f}' for m in many['rss_mb'])} MB"
+          f"   restarts {many['restarts']}", flush=True)
+    print(f"ratio (workers / 1 process): home {many['home_s'] / one['home_s']:.2f}x, "
+          f"{args.page} {many['page_s'] / one['page_s']:.2f}x; load average after: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"single": one, "served": many, "sessions": args.sessions,
+                                         "workers": args.workers, "page": args.page}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
