@@ -26,32 +26,16 @@ from cnnviz import models  # noqa: E402
 from cnnviz.images import display, prepare_digit  # noqa: E402
 from cnnviz.inspect import features, viewing  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
-from cnnviz.device import pick_device  # noqa: E402
 from cnnviz.inspect.receptive import draw_box  # noqa: E402
 from cnnviz.train import bundle  # noqa: E402
 from ui.bundle import bundle_download  # noqa: E402
+from ui.weights import HANDED, RANDOM, RUN, SHIPPED, TORCHVISION, UPLOAD  # noqa: E402,F401
+from ui.weights import load_weights as _load, runs_with_checkpoints as _runs  # noqa: E402
 
 HANDOFF = "feature_maps_checkpoint"
-RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
-    "Random weights", "A training run", "Upload a checkpoint", "torchvision ImageNet weights", "From the Runs page")
-SHIPPED = {d: f"Trained (shipped, {label})" for d, label in viewing.SHIPPED_DATASETS.items()}
 SHIPPED_WHAT = {"cifar10": "CIFAR-10 (32x32 photos, 10 classes)",
                 "digits": "the built-in digits (4,500 MNIST handwritten digits, 28x28, resized to 32x32), "
                           "with the digit-safe augmentation"}
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _load(key: str, kind: str, name: str, seed: int, path: str, _raw: bytes | None) -> viewing.Loaded:
-    if kind == RANDOM:
-        loaded = viewing.random_model(name, seed)
-    elif kind == TORCHVISION:
-        loaded = viewing.torchvision_model(name)
-    elif kind == UPLOAD:
-        loaded = viewing.from_checkpoint(_raw or b"", name, label=f"uploaded {path}")
-    else:
-        loaded = viewing.from_checkpoint(Path(path), name, label=Path(path).name)
-    loaded.model.to(pick_device("auto"))
-    return loaded
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -77,17 +61,6 @@ def _predict(key: str, digest: str, _model, _x, _classes: tuple[str, ...]):
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
     return features.grad_cam(_model, _x, layer, target)
-
-
-def _runs() -> list:
-    try:
-        from cnnviz.train import runs
-    except ImportError:
-        return []
-    try:
-        return [r for r in runs.list_runs() if r.checkpoints or r.last_checkpoint]
-    except Exception:  # a half-written run folder must not break this page
-        return []
 
 
 # ---- model and weights ---------------------------------------------------------------------
