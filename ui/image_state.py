@@ -41,6 +41,7 @@ KEY_UPLOAD_CACHE = "cnnviz_upload_cache"
 KEY_SOURCE = "cnnviz_source"
 KEY_DRAWING = "cnnviz_drawing"
 KEY_DRAWING_SEEN = "cnnviz_drawing_seen"
+KEY_HANDED = "cnnviz_handed"  # (image, label) another page made the input: a test image from the Projector
 CANVAS_KEY = "sidebar_canvas"
 CANVAS_SIDE = 196   # px: fits the sidebar (206 px inside the expander); 7x MNIST's 28
 BRUSH = (4, 40, 18)  # brush width slider: min, max, default (px on the canvas)
@@ -135,6 +136,16 @@ def note_drawing(drawing: Drawing | None) -> None:
         return
     if drawing.digest != seen:
         st.session_state[KEY_SOURCE] = "drawing"
+
+
+def hand_image(im: Image.Image, label: str) -> None:
+    """Make `im` the input of every page (a page's "open in Feature maps" for a test image) until a
+    sample is clicked, a file uploaded or a stroke drawn."""
+    st.session_state[KEY_HANDED] = (im.convert("RGB"), label)
+    st.session_state[KEY_SOURCE] = "handed"
+    st.session_state[KEY_IMAGE] = im.convert("RGB")
+    st.session_state[KEY_LABEL] = label
+    st.session_state[KEY_ERROR] = None
 
 
 def _use_drawing() -> None:
@@ -237,7 +248,11 @@ def sidebar_picker() -> None:
     error = None
     note = ""
     prepared = None
-    if source == "drawing":
+    handed = st.session_state.get(KEY_HANDED) if source == "handed" else None
+    if handed is not None:
+        prepared = images.prepare(handed[0], max_side=max_side, crop_square=crop)
+        original, label = handed[0].size, handed[1]
+    elif source == "drawing":
         drawing = st.session_state.get(KEY_DRAWING) or blank_drawing()
         prepared = images.prepare(drawing.image, max_side=max_side, crop_square=crop)
         original, label = drawing.image.size, DRAWING_LABEL + ("" if drawing.strokes else " (empty)")

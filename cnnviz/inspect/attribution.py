@@ -236,6 +236,9 @@ def attribute(model: nn.Module, x: torch.Tensor, method: str, target: int | None
     size = int(xb.shape[-1])
     p = {**defaults(method, size), **(params or {})} if method in METHODS else {}
     shape = tuple(xb.shape[1:])
+    if method in METHODS and METHODS[method].library in ("Captum", "pytorch-grad-cam"):
+        import captum.attr  # noqa: F401  (imports of seconds: not counted in the method's time)
+        import pytorch_grad_cam  # noqa: F401
     t0 = time.perf_counter()
     with HOOK_LOCK, features._eval(model, True):
         if target is None:
