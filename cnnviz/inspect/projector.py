@@ -8,7 +8,7 @@ class and its probability. `reduce` brings the vectors to 2 or 3 dimensions:
 - **PCA** with `torch.pca_lowrank` (centred), with the share of variance each axis explains;
   `PcaBasis` fitted on one set of vectors projects others (the epoch scrubber fits the last
   epoch, so positions are comparable across epochs);
-- **t-SNE** with openTSNE (its callbacks report progress every 25 iterations);
+- **t-SNE** with openTSNE (its callbacks report progress every 50 iterations);
 - **UMAP** with umap-learn, imported only when asked for (numba compiles it on first use).
 
 `Job` runs such work in a background thread with a progress fraction and message, one at a
@@ -264,15 +264,17 @@ def reduce(vectors: np.ndarray, method: str = "PCA", dim: int = 2, *, seed: int 
         seen = [0]
 
         def callback(iteration, error, embedding):
-            seen[0] += 25
+            seen[0] += 50
             progress(0.2 + 0.8 * min(seen[0], total) / total,
                      f"t-SNE: iteration {min(seen[0], total)} of {total} (KL divergence {error:.2f})")
             return bool(cancelled and cancelled())
 
         progress(0.05, f"t-SNE: nearest neighbours of {n:,} points (perplexity {perp:g})")
         tsne = openTSNE.TSNE(n_components=dim, perplexity=perp, n_jobs=threads, random_state=seed,
-                             callbacks=callback, callbacks_every_iters=25, early_exaggeration_iter=250, n_iter=500,
-                             negative_gradient_method="fft" if dim == 2 else "bh", verbose=False)
+                             callbacks=callback, callbacks_every_iters=50, early_exaggeration_iter=250, n_iter=500,
+                             # Barnes-Hut below 10k points (FFT's fixed cost per iteration dominates there;
+                             # openTSNE's own rule), FFT above; 3-D: Barnes-Hut only
+                             negative_gradient_method="bh" if dim == 3 or n < 10_000 else "fft", verbose=False)
         coords = np.asarray(tsne.fit(x), dtype=np.float32)
         params = {"perplexity": perp}
     else:
@@ -322,8 +324,10 @@ _JOBS_LOCK = threading.Lock()
 class Job:
     """`fn(progress, cancelled)` in a daemon thread; `.fraction`, `.message`, `.result`, `.error`."""
 
-    def __init__(self, fn: Callable[[Progress, Callable[[], bool]], Any], name: str = "projection") -> None:
+    def __init__(self, fn: Callable[[Progress, Callable[[], bool]], Any], name: str = "projection",
+                 after: "Job | None" = None) -> None:
         self.name = name
+        self.after = after            # a job whose result this one needs: waited for before taking the slot
         self.fraction = 0.0
         self.message = "waiting for another projection to finish"
         self.result: Any = None
@@ -344,6 +348,9 @@ class Job:
 
     def _run(self) -> None:
         try:
+            if self.after is not None:
+                self.message = f"waiting for {self.after.name}"
+                self.after._done.wait()
             with RUN_SLOT:
                 self.message = "starting"
                 self.result = self._fn(self._progress, self._cancel.is_set)
