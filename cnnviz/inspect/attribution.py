@@ -484,9 +484,11 @@ def _curve(model: nn.Module, start: torch.Tensor, end: torch.Tensor, order: torc
 
 
 def faithfulness(model: nn.Module, x: torch.Tensor, heat: torch.Tensor, target: int, *, steps: int = 32,
-                 mean=None, std=None, deletion_baseline: str = "mean colour", seed: int = 0) -> Faithfulness:
-    """Deletion (pixels replaced by `deletion_baseline`) and insertion (into a blurred copy) curves of
-    the map `heat` (H, W) for class `target`, with a seeded random-order reference."""
+                 mean=None, std=None, deletion_baseline: str = "mean colour", insertion_baseline: str = "blurred",
+                 seed: int = 0) -> Faithfulness:
+    """Deletion (pixels replaced by `deletion_baseline`) and insertion (into `insertion_baseline`: a
+    blurred copy, as in RISE) curves of the map `heat` (H, W) for class `target`, with a seeded
+    random-order reference."""
     xb, _ = features._batched(x)
     dev = _device(model)
     xb = xb.detach().float().to(dev)
@@ -495,7 +497,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, heat: torch.Tensor, target: 
     batch = fit_batch(_per_sample_bytes(model, tuple(xb.shape[1:])) / 3, cap=steps + 1,
                       what="the deletion curve")
     gone = baseline_image(xb, deletion_baseline, mean, std, seed)
-    blur = baseline_image(xb, "blurred", mean, std, seed)
+    blur = baseline_image(xb, insertion_baseline, mean, std, seed)
     order, rand = _order(heat, seed), torch.randperm(heat.numel(), generator=torch.Generator().manual_seed(seed + 7))
     with HOOK_LOCK, features._eval(model, True):
         dele = _curve(model, xb, gone, order, steps, target, batch)
