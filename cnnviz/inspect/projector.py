@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import numbers
 import os
 import re
 import threading
@@ -469,7 +470,7 @@ def selected_indices(selection: dict | None) -> list[int]:
         cd = p.get("customdata")
         if isinstance(cd, (list, tuple)) and cd:
             cd = cd[0]
-        if isinstance(cd, (int, float)) and not (isinstance(cd, float) and math.isnan(cd)):
+        if isinstance(cd, numbers.Real) and not isinstance(cd, bool) and math.isfinite(float(cd)):
             if int(cd) not in out:
                 out.append(int(cd))
     return out
