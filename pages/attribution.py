@@ -45,12 +45,19 @@ def _faith(model_key: str, digest: str, method: str, target: int, layer: str, pa
     return attribution.faithfulness(_loaded.model, _x, _heat, target, mean=_loaded.mean, std=_loaded.std)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _sanity(model_key: str, digest: str, target: int, layer: str, methods: tuple, params: tuple, _loaded, _x,
-            _progress):
-    return attribution.sanity_check(_loaded.model, _x, list(methods), target, layer=layer,
-                                    params={m: dict(p) for m, p in params}, mean=_loaded.mean, std=_loaded.std,
-                                    progress=_progress)
+def _sanity(key: tuple, loaded, x, target: int, layer: str, methods: list, params: dict):
+    """The sanity check, kept in this session per (weights, image, class, layer, methods, parameters)
+    (not st.cache_data: it draws its progress as it goes)."""
+    kept = st.session_state.get("at_sanity_result")
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    bar = st.progress(0.0, text="Randomising layers...")
+    res = attribution.sanity_check(loaded.model, x, methods, target, layer=layer,
+                                   params={m: dict(params[m]) for m in methods}, mean=loaded.mean, std=loaded.std,
+                                   progress=lambda f, m: bar.progress(f, text=f"Sanity check: {m}..."))
+    bar.empty()
+    st.session_state["at_sanity_result"] = (key, res)
+    return res
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -218,10 +225,7 @@ def sanity_tab(loaded, mkey: str, digest: str, x, target: int, layer: str, param
         st.session_state["at_sanity_key"] = key
     if st.session_state.get("at_sanity_key") != key:
         return
-    bar = st.progress(0.0, text="Randomising layers...")
-    res = _sanity(mkey, digest, target, layer, tuple(chosen), tuple((m, params[m]) for m in chosen), loaded, x,
-                  lambda f, m: bar.progress(f, text=f"Sanity check: {m}..."))
-    bar.empty()
+    res = _sanity(key + (tuple(params[m] for m in chosen),), loaded, x, target, layer, chosen, params)
     steps = ["trained"] + [g[0] + (f" (+{len(g) - 1})" if len(g) > 1 else "") for g in res.layers]
     fig = go.Figure()
     for m in chosen:

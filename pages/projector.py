@@ -35,10 +35,13 @@ SCRUB_POINTS = 2000
 
 
 # ---------------------------------------------------------------- background work (cached per checkpoint)
-def _features_work(spec: str, layer: str, limit: int, model, mean, std, size: int):
+def _features_work(spec: str, layer: str, limit: int, model, mean, std, size: int, channels: int):
     def work(progress, _cancelled):
         progress(0.0, f"loading {viewing.dataset_label(spec)}")
         ts = projector.test_set(spec, size, limit)
+        if ts.inputs.shape[1] != channels:
+            raise ValueError(f"{viewing.dataset_label(spec)} has {ts.inputs.shape[1]}-channel images; this model "
+                             f"reads {channels}-channel ones: choose its own test images.")
         f = projector.extract(model, ts.inputs, mean, std, layer=layer, progress=lambda a, m: progress(0.1 + 0.8 * a, m))
         progress(0.95, "silhouette of the true classes")
         return ts, f, projector.silhouette(f.vectors, ts.labels)
@@ -49,7 +52,8 @@ def _features_work(spec: str, layer: str, limit: int, model, mean, std, size: in
 def _features(weights_key: str, spec: str, layer: str, limit: int, _loaded) -> projector.Job:
     """Test set + feature vectors, computed in the background (one job per weights, data, layer, size)."""
     model = copy.deepcopy(_loaded.model)  # its own copy: hooks never meet another page's
-    return projector.Job(_features_work(spec, layer, limit, model, _loaded.mean, _loaded.std, _loaded.input_size),
+    return projector.Job(_features_work(spec, layer, limit, model, _loaded.mean, _loaded.std, _loaded.input_size,
+                                         _loaded.in_channels),
                          name=f"features of {viewing.dataset_label(spec)}")
 
 
