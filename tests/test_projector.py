@@ -137,6 +137,10 @@ def test_hover_and_selection_map_back_to_image_indices():
     got = P.selected_indices(event)
     assert got == [int(fig.data[p["curve_number"]].customdata[p["point_index"]][0]) for p in points]
     assert set(got) <= set(indices.tolist())
+    # Streamlit sends each point's customdata row as {"0": value}
+    as_sent = {"selection": {"points": [{"curve_number": 0, "point_index": 0, "customdata": {"0": 7021}},
+                                        {"curve_number": 1, "point_index": 2, "customdata": {"0": 7000}}]}}
+    assert P.selected_indices(as_sent) == [7021, 7000]
     assert P.selected_indices(None) == [] and P.selected_indices({"selection": {"points": []}}) == []
     fig3 = P.scatter(rng.standard_normal((n, 3)), indices, labels, preds, conf, classes, "right / wrong")
     assert {t.name.split(" (")[0] for t in fig3.data} <= {"right", "wrong"} and fig3.data[0].type == "scatter3d"

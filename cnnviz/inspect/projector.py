@@ -468,7 +468,9 @@ def selected_indices(selection: dict | None) -> list[int]:
     out: list[int] = []
     for p in pts:
         cd = p.get("customdata")
-        if isinstance(cd, (list, tuple)) and cd:
+        if isinstance(cd, dict):  # Streamlit sends a point's customdata row as {"0": value}
+            cd = cd.get("0", cd.get(0))
+        elif isinstance(cd, (list, tuple)) and cd:
             cd = cd[0]
         if isinstance(cd, numbers.Real) and not isinstance(cd, bool) and math.isfinite(float(cd)):
             if int(cd) not in out:
