@@ -187,20 +187,21 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
     rows, fig_d, fig_i = [], go.Figure(), go.Figure()
     for m in chosen:
         f = _faith(mkey, digest, m, target, layer, params[m], loaded, x, maps[m].map)
-        rows.append({"method": m, "deletion AUC (lower is better)": f.deletion_auc,
-                     "insertion AUC (higher is better)": f.insertion_auc})
+        rows.append({"method": m, "deletion AUC ↓": f.deletion_auc,
+                     "insertion AUC ↑": f.insertion_auc})
         fig_d.add_scatter(x=f.fractions, y=f.deletion, name=m, mode="lines")
         fig_i.add_scatter(x=f.fractions, y=f.insertion, name=m, mode="lines")
     if rows:
         fig_d.add_scatter(x=f.fractions, y=f.deletion_random, name="random order", line=dict(dash="dot", color="gray"))
         fig_i.add_scatter(x=f.fractions, y=f.insertion_random, name="random order", line=dict(dash="dot", color="gray"))
-        rows.append({"method": "random order", "deletion AUC (lower is better)": float(np.trapezoid(
-            f.deletion_random, f.fractions)), "insertion AUC (higher is better)": float(np.trapezoid(
+        rows.append({"method": "random order", "deletion AUC ↓": float(np.trapezoid(
+            f.deletion_random, f.fractions)), "insertion AUC ↑": float(np.trapezoid(
                 f.insertion_random, f.fractions))})
         for fig, what in ((fig_d, "deleted"), (fig_i, "inserted")):
-            fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), title=f"pixels {what}, most important first",
-                              xaxis_title=f"fraction of pixels {what}", yaxis_title=f"p({cls})", yaxis_range=[0, 1])
-        c1, c2, c3 = st.columns([1, 1, 0.9])
+            fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"pixels {what}, most important first",
+                              xaxis_title=f"fraction of pixels {what}", yaxis_title=f"p({cls})", yaxis_range=[0, 1],
+                              legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
+        c1, c2, c3 = st.columns([1.2, 1.2, 0.8])
         c1.plotly_chart(fig_d, width="stretch", key="at_deletion")
         c2.plotly_chart(fig_i, width="stretch", key="at_insertion")
         c3.dataframe(pd.DataFrame(rows), hide_index=True, key="at_auc",
@@ -208,7 +209,8 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
         st.caption(f"Deletion: the most important pixels by each map are replaced by the mean colour, 1/32 of them "
                    f"at a time, and p({cls}) is measured; a faithful map makes it fall fast (small area). Insertion: "
                    f"they are put, in the same order, into a blurred copy; a faithful map makes it rise fast (large "
-                   f"area). Dotted: the pixels in a random order, what a map that knows nothing scores.")
+                   f"area). Dotted: the pixels in a random order, what a map that knows nothing scores. ↓: lower is "
+                   f"better, ↑: higher is better.")
 
 
 def sanity_tab(loaded, mkey: str, digest: str, x, target: int, layer: str, params: dict) -> None:

@@ -88,6 +88,17 @@ def _epochs(run_id: str, paths: tuple[tuple[int, str], ...], spec: str, layer: s
     return projector.Job(work, name=f"epochs of {run_id}")
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _layer_names(weights_key: str, shape: tuple[int, ...], _model) -> list[str]:
+    return [projector.PENULTIMATE] + [li.name for li in features.list_layers(_model, shape) if len(li.shape) in (2, 4)]
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _figure(job_id: int, colour: str, _proj, _ts, _feats, _classes):
+    """The scatter of one finished projection (rebuilt only when the colouring changes)."""
+    return projector.scatter(_proj.coords, _ts.indices, _ts.labels, _feats.preds, _feats.confidence, _classes, colour)
+
+
 def wait_for(job: projector.Job, what: str) -> bool:
     """True when `job` is done; else a progress bar that refreshes itself each second until it is."""
     if job.done:
@@ -191,8 +202,7 @@ loaded = picked.loaded
 own = str(loaded.meta.get("dataset") or "")
 specs = list(dict.fromkeys([s for s in (own, "digits", "shapes") if s]))
 shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
-layer_names = [projector.PENULTIMATE] + [li.name for li in features.list_layers(loaded.model, shape)
-                                         if len(li.shape) in (2, 4)]
+layer_names = _layer_names(picked.key, shape, loaded.model)
 c1, c2, c3, c4 = st.columns([1.2, 1.4, 1, 1])
 spec = c1.selectbox("Test images", specs, key="pj_spec", format_func=lambda s: viewing.dataset_label(s)
                     + (" (the weights' own)" if s == own else ""))
@@ -226,7 +236,7 @@ if fjob.error or pjob.error:
 ts, feats, sil = fjob.result
 proj = pjob.result
 classes = ts.classes if len(ts.classes) == len(loaded.classes) else _classes(picked, ts.labels)
-fig = projector.scatter(proj.coords, ts.indices, ts.labels, feats.preds, feats.confidence, classes, colour)
+fig = _figure(pjob.id, colour, proj, ts, feats, tuple(classes))
 acc = float((feats.preds == ts.labels).mean())
 if dim == 2:
     event = st.plotly_chart(fig, width="stretch", key="pj_scatter", on_select="rerun",

@@ -31,9 +31,9 @@ def test_default_render_methods_faithfulness_and_attack(at):
     for m in attribution.METHODS:
         assert _captions(at, f"**{m}**"), m
     assert len(_captions(at, "at `conv_unit`")) == 4          # the four CAMs on the default layer
-    auc = next(d.value for d in at.dataframe if "deletion AUC (lower is better)" in d.value.columns)
+    auc = next(d.value for d in at.dataframe if "deletion AUC ↓" in d.value.columns)
     assert list(auc["method"]) == list(attribution.METHODS) + ["random order"]
-    assert auc["deletion AUC (lower is better)"].between(0, 1).all()
+    assert auc["deletion AUC ↓"].between(0, 1).all()
     # Fool it: the image and a digit, each with top-5 before and after and the smallest flipping ε
     assert len([m for m in at.metric if m.label == "Smallest ε that flips it"]) == 2
     assert _captions(at, "The shipped digits LeNet5 on test digit #0")

@@ -22,6 +22,7 @@ No streamlit here.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import math
 import numbers
@@ -319,6 +320,7 @@ def epochs_in_last_basis(vectors_by_epoch: dict[int, np.ndarray], dim: int = 2, 
 
 RUN_SLOT = threading.Semaphore(1)     # one projection computes at a time (2 shared cores)
 _JOBS: set["Job"] = set()
+_IDS = itertools.count(1)
 _JOBS_LOCK = threading.Lock()
 
 
@@ -328,6 +330,7 @@ class Job:
     def __init__(self, fn: Callable[[Progress, Callable[[], bool]], Any], name: str = "projection",
                  after: "Job | None" = None) -> None:
         self.name = name
+        self.id = next(_IDS)          # unique for the process (a cache key for what is drawn from it)
         self.after = after            # a job whose result this one needs: waited for before taking the slot
         self.fraction = 0.0
         self.message = "waiting for another projection to finish"
