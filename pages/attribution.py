@@ -107,10 +107,10 @@ PROB = st.column_config.ProgressColumn("probability", format="percent", min_valu
 
 
 # ---------------------------------------------------------------- the input
-def _input(loaded) -> tuple[torch.Tensor, "display.Image.Image", str, str]:
-    """The normalised input (1,C,S,S), the picture of it, a cache digest and a caption."""
+def _input(loaded, spec: str) -> tuple[torch.Tensor, "display.Image.Image", str, str]:
+    """The normalised input (1,C,S,S), the picture of it, a cache digest and a caption; `spec`: the
+    weights' dataset, for a test image ("" for none)."""
     size, ch = loaded.input_size, loaded.in_channels
-    spec = str(loaded.meta.get("dataset") or "")
     choices = ["The sidebar image"] + (["A test image"] if spec else [])
     src = st.radio("Image", choices, horizontal=True, key="at_image_source",
                    help="The sidebar's image, or one of the test images of the dataset the weights were trained on.")
@@ -323,7 +323,7 @@ loaded = picked.loaded
 if picked.kind == RANDOM:
     st.warning("Random weights: their maps explain nothing (useful only as the sanity check's end point).",
                icon=":material/warning:")
-x, small, digest, what = _input(loaded)
+x, small, digest, what = _input(loaded, picked.dataset)
 shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
 layers = features.list_layers(loaded.model, shape)
 spatial = [li.name for li in layers if len(li.shape) == 4]

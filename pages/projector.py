@@ -199,7 +199,7 @@ if picked.loaded is None:
     st.info(f"Choose weights to project ({picked.why_none}).", icon=":material/info:")
     st.stop()
 loaded = picked.loaded
-own = str(loaded.meta.get("dataset") or "")
+own = picked.dataset
 specs = list(dict.fromkeys([s for s in (own, "digits", "shapes") if s]))
 shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
 layer_names = _layer_names(picked.key, shape, loaded.model)

@@ -79,3 +79,20 @@ def test_a_runs_epochs_on_the_last_epochs_axes(tmp_path, monkeypatch):
     ok(at)
     assert _caption(at, "PCA axes").startswith("Epoch 1:")
     assert "at epoch 1" in _caption(at, "Silhouette of the true classes")
+
+
+def test_an_uploaded_checkpoint_cannot_name_a_folder_to_read(tmp_path):
+    """An upload's metadata naming `folder:/somewhere` is not a dataset the server reads: only the
+    built-in test sets are offered."""
+    from cnnviz.models.checkpoints import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(viewing.shipped_for("lenet5")["digits"])
+    meta = {**ckpt.meta, "dataset": f"folder:{tmp_path}"}
+    path = tmp_path / "evil.safetensors"
+    save_checkpoint(ckpt.state_dict, path, meta)
+    at = open_page(PAGE, timeout=300, state={"pj_source_lenet5": "Upload a checkpoint"})
+    at.file_uploader(key="pj_upload").set_value(("evil.safetensors", path.read_bytes(), "application/octet-stream")).run()
+    ok(at)
+    assert at.selectbox(key="pj_spec").options == ["digits", "shapes"]
+    _settled(at)
+    assert "500 of the 500 digits test images" in _caption(at, "test images")

@@ -29,6 +29,15 @@ class Picked:
     epochs: dict[int, Path] = field(default_factory=dict)   # a run's saved epochs
     why_none: str = ""
 
+    @property
+    def dataset(self) -> str:
+        """The dataset the weights were trained on, as their metadata names it; "" for an upload's
+        folder or zip (a visitor's file must not make the server read a folder of its choosing)."""
+        spec = str((self.loaded.meta if self.loaded else {}).get("dataset") or "")
+        if self.kind == UPLOAD and spec.partition(":")[0] in ("folder", "zip"):
+            return ""
+        return spec
+
 
 def _label(name: str) -> str:
     info = models.info(name)
