@@ -201,10 +201,10 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
             fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"pixels {what}, most important first",
                               xaxis_title=f"fraction of pixels {what}", yaxis_title=f"p({cls})", yaxis_range=[0, 1],
                               legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
-        c1, c2, c3 = st.columns([1.2, 1.2, 0.8])
+        c1, c2, c3 = st.columns([1, 1, 1])
         c1.plotly_chart(fig_d, width="stretch", key="at_deletion")
         c2.plotly_chart(fig_i, width="stretch", key="at_insertion")
-        c3.dataframe(pd.DataFrame(rows), hide_index=True, key="at_auc",
+        c3.dataframe(pd.DataFrame(rows), hide_index=True, key="at_auc", width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.3f") for k in rows[0] if k != "method"})
         st.caption(f"Deletion: the most important pixels by each map are replaced by the mean colour, 1/32 of them "
                    f"at a time, and p({cls}) is measured; a faithful map makes it fall fast (small area). Insertion: "
