@@ -248,9 +248,10 @@ def sidebar_picker() -> None:
     error = None
     note = ""
     prepared = None
-    picked = st.session_state.get(KEY_PICKED)
-    if source == "picked" and picked is not None:  # an image another page chose (use_image)
-        prepared, label, original = picked[0], picked[1], picked[0].size
+    picked = st.session_state.get(KEY_PICKED) if source == "picked" else None
+    if picked is not None:  # an image another page chose (use_image): a test image, an exemplar
+        prepared = images.prepare(picked[0], max_side=max_side, crop_square=crop)
+        original, label = picked[0].size, picked[1]
     elif source == "drawing":
         drawing = st.session_state.get(KEY_DRAWING) or blank_drawing()
         prepared = images.prepare(drawing.image, max_side=max_side, crop_square=crop)

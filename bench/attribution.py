@@ -1,0 +1,129 @@
+"""Timings of the Attribution and Projector pages' backends (printed, not asserted).
+
+    python bench/attribution.py [--points 5000] [--skip-umap]
+
+- Projector: PCA of 10,000 x 512 features; t-SNE (openTSNE) and UMAP (umap-learn) of N points of
+  real penultimate features (the shipped CIFAR-10 LeNet5 on the CIFAR-10 test set where the shared
+  copy exists, else the digits LeNet5 on its 500 test digits, repeated with noise to N); the cached
+  second request (the Projector page rerun by AppTest once its job is done).
+- Attribution: each method on one 32x32 image with the shipped LeNet5 and ResNet-small (median
+  of 3 after a warm-up); the full sanity check (all eight methods, every layer).
+- FGSM: one attack (a slider move) and the 0..32 sweep.
+
+The machine's load average is printed with the figures: on a shared 2-core machine they vary a lot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cnnviz.images import load_image, samples  # noqa: E402
+from cnnviz.inspect import adversarial, attribution, features, projector, viewing  # noqa: E402
+
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
+
+
+def timed(fn, repeat: int = 3, warm: bool = True) -> float:
+    if warm:
+        fn()
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def real_features(n: int) -> tuple[np.ndarray, str]:
+    shipped = viewing.shipped_checkpoints()
+    if (CIFAR / "test").is_dir() and "lenet5" in shipped:
+        loaded = viewing.from_checkpoint(shipped["lenet5"], "lenet5")
+        ts = projector.test_set(f"folder:{CIFAR}", 32, n)
+        f = projector.extract(loaded.model, ts.inputs, loaded.mean, loaded.std)
+        return f.vectors, f"{len(f.vectors):,} CIFAR-10 test images, LeNet5 penultimate ({f.vectors.shape[1]}-d)"
+    loaded = viewing.from_checkpoint(viewing.shipped_for("lenet5")["digits"], "lenet5")
+    ts = projector.test_set("digits", 32, n)
+    f = projector.extract(loaded.model, ts.inputs, loaded.mean, loaded.std)
+    reps = -(-n // len(f.vectors))
+    v = np.concatenate([f.vectors + np.random.default_rng(i).normal(0, 0.05, f.vectors.shape).astype(np.float32)
+                        for i in range(reps)])[:n]
+    return v, f"{n:,} points from the 500 digits test images (repeated with noise; no CIFAR-10 copy here)"
+
+
+def page_rerun() -> float:
+    """The Projector page's rerun once its (PCA) job is done: what a cached request costs."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "projector.py"), default_timeout=600)
+    at.run()
+    projector.wait_jobs(600)
+    at.run()
+    t = time.perf_counter()
+    at.run()
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--points", type=int, default=5000)
+    ap.add_argument("--skip-umap", action="store_true")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    print("\n# Projector")
+    x = np.random.default_rng(0).standard_normal((10_000, 512)).astype(np.float32)
+    print(f"PCA of 10,000 x 512 (torch.pca_lowrank): {timed(lambda: projector.fit_pca(x, 2)):.2f} s")
+    vecs, what = real_features(args.points)
+    print(f"features: {what}")
+    for method in ["t-SNE"] + ([] if args.skip_umap else ["UMAP"]):
+        t = time.perf_counter()
+        projector.reduce(vecs, method, 2)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        projector.reduce(vecs, method, 2)
+        print(f"{method} of {len(vecs):,} points, 2-D: {first:.1f} s first (UMAP: with numba's compilation), "
+              f"{time.perf_counter() - t:.1f} s again")
+    print(f"Projector page rerun with its result cached: {page_rerun():.2f} s")
+
+    print("\n# Attribution (one 32x32 image)")
+    im = load_image(samples()[0].path)
+    for name in ("lenet5", "resnet_small"):
+        loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()[name], name)
+        xin, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
+        row = []
+        for m in attribution.METHODS:
+            s = timed(lambda m=m: attribution.attribute(loaded.model, xin, m, mean=loaded.mean, std=loaded.std))
+            row.append(f"{m} {s:.3f}")
+        print(f"{name}: " + ", ".join(row) + " (s)")
+        t = time.perf_counter()
+        res = attribution.sanity_check(loaded.model, xin, list(attribution.METHODS), mean=loaded.mean, std=loaded.std)
+        print(f"{name}: full sanity check, 8 methods x {len(res.layers)} steps: {time.perf_counter() - t:.1f} s; "
+              + ", ".join(f"{m} {'passes' if res.passes(m) else 'fails' if res.defined(m) else '-'} "
+                          f"({res.rho[m][-1]:.2f})" for m in attribution.METHODS))
+
+    print("\n# FGSM (shipped LeNet5)")
+    loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()["lenet5"], "lenet5")
+    xin, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
+    px = adversarial.denormalise(xin[0], loaded.mean, loaded.std)
+    one = timed(lambda: adversarial.fgsm(loaded.model, px, loaded.mean, loaded.std, 8), repeat=5)
+    sweep = timed(lambda: adversarial.fgsm_sweep(loaded.model, px, loaded.mean, loaded.std, 32), repeat=5)
+    pgd = timed(lambda: adversarial.pgd(loaded.model, px, loaded.mean, loaded.std, 8, 10), repeat=3)
+    print(f"one FGSM attack (a slider move): {1000 * one:.0f} ms; FGSM at ε = 0..32: {1000 * sweep:.0f} ms; "
+          f"PGD, 10 steps: {1000 * pgd:.0f} ms")
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

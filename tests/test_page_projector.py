@@ -1,0 +1,98 @@
+"""AppTest: the Projector page (pages/projector.py): the shipped digits LeNet5's test set in PCA, t-SNE,
+3-D and colourings (computed in the background: the test waits for the jobs, then reruns), a refusal,
+and a run's epochs on the last epoch's PCA axes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnviz.inspect import projector, viewing
+from cnnviz.train import TrainConfig, jobs
+
+from .pagetest import ok, open_page, page_path
+
+PAGE = page_path("projector")
+pytestmark = pytest.mark.skipif("digits" not in viewing.shipped_for("lenet5"),
+                                reason="assets/checkpoints/lenet5-digits.safetensors is not shipped")
+
+
+def _settled(at):
+    """Let the background jobs finish, then rerun: what the page's polling fragment does in a browser."""
+    projector.wait_jobs(600)
+    at.run()
+    ok(at)
+    return at
+
+
+def _caption(at, text: str) -> str:
+    hits = [c.value for c in at.caption if text in c.value]
+    assert hits, [c.value[:90] for c in at.caption]
+    return hits[0]
+
+
+def test_digits_test_set_in_pca_tsne_and_3d():
+    at = open_page(PAGE, timeout=300)
+    ok(at)
+    _settled(at)
+    cap = _caption(at, "test images")
+    assert cap.startswith("500 of the 500 digits test images") and "laid out by PCA in 2-D" in cap
+    assert "penultimate (the 32 inputs of `fc_unit.2`)" in cap and "right on 98.6%" in cap
+    chart = at.get("plotly_chart")[0]
+    assert '"customdata"' in chart.proto.spec and "scattergl" in chart.proto.spec
+    at.radio(key="pj_method").set_value("t-SNE").run()
+    _settled(at)
+    assert "laid out by t-SNE in 2-D" in _caption(at, "test images")
+    at.radio(key="pj_dim").set_value("3-D").run()
+    at.radio(key="pj_colour").set_value("right / wrong").run()
+    _settled(at)
+    assert "laid out by t-SNE in 3-D" in _caption(at, "test images")
+    assert "scatter3d" in at.get("plotly_chart")[0].proto.spec
+
+
+def test_pooled_layer_and_a_refusal():
+    at = open_page(PAGE, timeout=300)
+    at.selectbox(key="pj_layer_lenet5").set_value("conv_unit.2").run()
+    _settled(at)
+    assert "`conv_unit.2` (averaged over positions) (32 values each)" in _caption(at, "test images")
+    at.selectbox(key="pj_spec").set_value("shapes").run()   # 3-channel images for a 1-channel model
+    projector.wait_jobs(600)
+    at.run()
+    assert not at.exception
+    assert any("3-channel images; this model reads 1-channel" in e.value for e in at.error)
+
+
+def test_a_runs_epochs_on_the_last_epochs_axes(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    monkeypatch.setenv("CNNVIZ_RUNS", str(root))
+    job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
+                                     seed=0, limit_train=256, limit_test=120), runs_root=root)
+    job.join(300)
+    assert job.snapshot()["status"] == "finished"
+    at = open_page(PAGE, timeout=300, state={"pj_source_lenet5": "A training run"})
+    _settled(at)
+    assert "shapes test images" in _caption(at, "test images")
+    at.button(key="pj_epochs_go").click().run()
+    _settled(at)
+    assert at.select_slider(key="pj_epoch").value == 2
+    assert "fitted on the last epoch (2)" in _caption(at, "PCA axes")
+    at.select_slider(key="pj_epoch").set_value(1).run()
+    ok(at)
+    assert _caption(at, "PCA axes").startswith("Epoch 1:")
+    assert "at epoch 1" in _caption(at, "Silhouette of the true classes")
+
+
+def test_an_uploaded_checkpoint_cannot_name_a_folder_to_read(tmp_path):
+    """An upload's metadata naming `folder:/somewhere` is not a dataset the server reads: only the
+    built-in test sets are offered."""
+    from cnnviz.models.checkpoints import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(viewing.shipped_for("lenet5")["digits"])
+    meta = {**ckpt.meta, "dataset": f"folder:{tmp_path}"}
+    path = tmp_path / "evil.safetensors"
+    save_checkpoint(ckpt.state_dict, path, meta)
+    at = open_page(PAGE, timeout=300, state={"pj_source_lenet5": "Upload a checkpoint"})
+    at.file_uploader(key="pj_upload").set_value(("evil.safetensors", path.read_bytes(), "application/octet-stream")).run()
+    ok(at)
+    assert at.selectbox(key="pj_spec").options == ["digits", "shapes"]
+    _settled(at)
+    assert "500 of the 500 digits test images" in _caption(at, "test images")
