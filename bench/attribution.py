@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cnnviz.images import load_image, samples  # noqa: E402
-from cnnviz.inspect import adversarial, attribution, features, projector, viewing  # noqa: E402
+from cnnviz.inspect import adversarial, attribution, features, projector, loading  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg"
 
@@ -46,13 +46,13 @@ def timed(fn, repeat: int = 3, warm: bool = True) -> float:
 
 
 def real_features(n: int) -> tuple[np.ndarray, str]:
-    shipped = viewing.shipped_checkpoints()
+    shipped = loading.shipped_checkpoints()
     if (CIFAR / "test").is_dir() and "lenet5" in shipped:
-        loaded = viewing.from_checkpoint(shipped["lenet5"], "lenet5")
+        loaded = loading.from_checkpoint(shipped["lenet5"], "lenet5")
         ts = projector.test_set(f"folder:{CIFAR}", 32, n)
         f = projector.extract(loaded.model, ts.inputs, loaded.mean, loaded.std)
         return f.vectors, f"{len(f.vectors):,} CIFAR-10 test images, LeNet5 penultimate ({f.vectors.shape[1]}-d)"
-    loaded = viewing.from_checkpoint(viewing.shipped_for("lenet5")["digits"], "lenet5")
+    loaded = loading.from_checkpoint(loading.shipped_for("lenet5")["digits"], "lenet5")
     ts = projector.test_set("digits", 32, n)
     f = projector.extract(loaded.model, ts.inputs, loaded.mean, loaded.std)
     reps = -(-n // len(f.vectors))
@@ -100,7 +100,7 @@ def main() -> None:
     print("\n# Attribution (one 32x32 image)")
     im = load_image(samples()[0].path)
     for name in ("lenet5", "resnet_small"):
-        loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()[name], name)
+        loaded = loading.from_checkpoint(loading.shipped_checkpoints()[name], name)
         xin, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
         row = []
         for m in attribution.METHODS:
@@ -114,7 +114,7 @@ def main() -> None:
                           f"({res.rho[m][-1]:.2f})" for m in attribution.METHODS))
 
     print("\n# FGSM (shipped LeNet5)")
-    loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()["lenet5"], "lenet5")
+    loaded = loading.from_checkpoint(loading.shipped_checkpoints()["lenet5"], "lenet5")
     xin, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
     px = adversarial.denormalise(xin[0], loaded.mean, loaded.std)
     one = timed(lambda: adversarial.fgsm(loaded.model, px, loaded.mean, loaded.std, 8), repeat=5)

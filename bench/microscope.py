@@ -28,12 +28,12 @@ import torch  # noqa: E402
 
 from bench import timing  # noqa: E402
 from cnnviz import data  # noqa: E402
-from cnnviz.inspect import featurevis, microscope, topk, viewing  # noqa: E402
+from cnnviz.inspect import featurevis, microscope, topk, loading  # noqa: E402
 from cnnviz.models.checkpoints import save_checkpoint  # noqa: E402
 
 
 def _topk(name: str, layer: str, ds, repeat: int) -> None:
-    loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()[name], name)
+    loaded = loading.from_checkpoint(loading.shipped_checkpoints()[name], name)
     kw = dict(dataset_key=ds.spec, mean=loaded.mean, std=loaded.std, size=loaded.input_size,
               in_channels=loaded.in_channels, weights_key=f"bench-{name}")
     t = time.perf_counter()
@@ -46,7 +46,7 @@ def _topk(name: str, layer: str, ds, repeat: int) -> None:
 
 
 def _featurevis(repeat: int) -> None:
-    loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()["lenet5"], "lenet5")
+    loaded = loading.from_checkpoint(loading.shipped_checkpoints()["lenet5"], "lenet5")
     res = []
 
     def run():
@@ -60,7 +60,7 @@ def _featurevis(repeat: int) -> None:
 
 
 def _epochs(repeat: int) -> None:
-    loaded = viewing.from_checkpoint(viewing.shipped_checkpoints()["resnet_small"], "resnet_small")
+    loaded = loading.from_checkpoint(loading.shipped_checkpoints()["resnet_small"], "resnet_small")
     state = loaded.model.state_dict()
     g = torch.Generator().manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,7 +32,7 @@ logging.disable(logging.WARNING)  # no bare-mode Streamlit warnings between the 
 from bench.timing import best  # noqa: E402
 from cnnviz import images  # noqa: E402
 from cnnviz.images import display  # noqa: E402
-from cnnviz.ops import batchnorm, conv, kernels, pool, resample, view  # noqa: E402
+from cnnviz.ops import batchnorm, conv, kernels, pool, resample, previews  # noqa: E402
 
 
 def timeit(fn, repeat: int) -> float:
@@ -83,8 +83,8 @@ def main() -> None:
 
     def conv_full():
         res = conv.convolve(x, k3, padding=1)
-        s = view.display_scale([tuple(res.input.shape[1:]), tuple(res.output.shape[1:])])
-        view.to_image(res.input, s), view.to_image(res.output, s), view.to_signed(res.output.mean(0), s)
+        s = previews.display_scale([tuple(res.input.shape[1:]), tuple(res.output.shape[1:])])
+        previews.to_image(res.input, s), previews.to_image(res.output, s), previews.to_signed(res.output.mean(0), s)
         conv.receptive_field(res, 384, 512, 0)
     full = timeit(conv_full, r)
     rows.append(("Convolution", "F.conv2d (groups=3, 3x3, pad 1)", bare, backend, full))
@@ -98,7 +98,7 @@ def main() -> None:
 
     def up_full():
         res = resample.upsample(x, "bilinear", scale=2)
-        view.to_image(res.output, view.display_scale([tuple(res.output.shape[1:])], 720, 540))
+        previews.to_image(res.output, previews.display_scale([tuple(res.output.shape[1:])], 720, 540))
         resample.upsample(x, "nearest", scale=2)
         resample.transposed_upsample(x, 2)
     full = timeit(up_full, r)

@@ -24,7 +24,7 @@ import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
 from cnnviz.images import display, prepare_digit  # noqa: E402
-from cnnviz.inspect import adversarial, attribution, features, viewing  # noqa: E402
+from cnnviz.inspect import adversarial, attribution, features, loading  # noqa: E402
 from cnnviz.limits import BudgetError  # noqa: E402
 from ui.pick_weights import pick_weights  # noqa: E402
 from ui.weights import RANDOM, SHIPPED, load_weights  # noqa: E402
@@ -118,7 +118,7 @@ def _input(loaded, spec: str) -> tuple[torch.Tensor, "display.Image.Image", str,
         try:
             images, labels, classes = _test_images(spec)
         except (ValueError, OSError) as exc:
-            user_error(f"Couldn't load {viewing.dataset_label(spec)}: {str(exc).splitlines()[0]}")
+            user_error(f"Couldn't load {loading.dataset_label(spec)}: {str(exc).splitlines()[0]}")
             st.stop()
         k = int(st.number_input(f"Test image (0-{len(images) - 1})", 0, len(images) - 1, 0, key="at_test_index"))
         from cnnviz.train.device_data import resize_uint8
@@ -127,10 +127,10 @@ def _input(loaded, spec: str) -> tuple[torch.Tensor, "display.Image.Image", str,
         img = resize_uint8(images[k:k + 1], (size, size))
         x = prepare_inputs(img, loaded.mean, loaded.std)
         small = display.tensor_to_pil(img[0].float().div(255).expand(3, -1, -1))
-        return x, small, f"test|{spec}|{k}|{size}", f"test image #{k} of {viewing.dataset_label(spec)} " \
+        return x, small, f"test|{spec}|{k}|{size}", f"test image #{k} of {loading.dataset_label(spec)} " \
                                                      f"(a {classes[int(labels[k])]})"
     im = current_image()
-    if viewing.reads_digits(loaded) and is_drawing():
+    if loading.reads_digits(loaded) and is_drawing():
         prep = prepare_digit(im)
         x, small = features.digit_input(prep.pixels, size, loaded.mean, loaded.std, ch)
         return x, small, f"{image_digest(im)}|digit|{size}|{ch}", f"{current_label()} made MNIST-style"
@@ -266,7 +266,7 @@ def fool_tab(loaded, mkey: str, digest: str, x) -> None:
 
 
 def _digit_case():
-    path = viewing.shipped_for("lenet5").get("digits")
+    path = loading.shipped_for("lenet5").get("digits")
     if path is None:
         st.info("The digits LeNet5 is not shipped here.", icon=":material/info:")
         return None

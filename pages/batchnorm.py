@@ -21,7 +21,7 @@ import torch  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from cnnviz import images  # noqa: E402
-from cnnviz.ops import OpError, batchnorm, view  # noqa: E402
+from cnnviz.ops import OpError, batchnorm, previews  # noqa: E402
 
 COLOURS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
@@ -35,7 +35,7 @@ def _sample_images() -> dict:
 def _features(key: tuple, size: int, crops: int, seed: int, channels: int, _ims: list):
     batch = batchnorm.make_batch(_ims, size=size, crops_per_image=crops, seed=seed)
     feats = batchnorm.conv_features(batch, channels=channels, seed=seed)
-    return batch, feats, view.image_grid(batch, cols=12, cell=56)
+    return batch, feats, previews.image_grid(batch, cols=12, cell=56)
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)

@@ -20,7 +20,7 @@ import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz.images import display  # noqa: E402
 from ui.tensors import input_tensor  # noqa: E402
-from cnnviz.ops import OpError, conv, kernels, view  # noqa: E402
+from cnnviz.ops import OpError, conv, kernels, previews  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False, max_entries=6)
@@ -29,16 +29,16 @@ def _convolve(digest: str, kernel: tuple, stride: int, padding: int, mode: str, 
     res = conv.convolve(_x, torch.tensor(kernel, dtype=torch.float32), stride=stride, padding=padding,
                         padding_mode=mode, dilation=dilation, bias=bias, grayscale=gray)
     out = res.output
-    scale = view.display_scale([tuple(res.input.shape[1:]), tuple(out.shape[1:])])
+    scale = previews.display_scale([tuple(res.input.shape[1:]), tuple(out.shape[1:])])
     mean_map = out.mean(0)
     return {
         "res": res,
         "scale": scale,
-        "in_img": view.to_image(res.input, scale),
-        "out_img": view.to_image(out, scale),
-        "signed": view.to_signed(mean_map, scale),
+        "in_img": previews.to_image(res.input, scale),
+        "out_img": previews.to_image(out, scale),
+        "signed": previews.to_signed(mean_map, scale),
         "min": float(out.min()), "max": float(out.max()),
-        "neg": view.percent(out < 0), "over": view.percent(out > 1),
+        "neg": previews.percent(out < 0), "over": previews.percent(out > 1),
         "abs_max": float(mean_map.abs().max()),
     }
 
@@ -130,8 +130,8 @@ pc = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=C, bias=True)
 full = conv.param_count(k, C, C, (H, W), (Ho, Wo), groups=1, bias=True)
 m1, m2, m3 = st.columns(3)
 m1.metric("Parameters of this conv layer", f"{pc.conv_total:,}")
-m2.metric("Dense layer, same input → same output", view.human(pc.dense_total))
-m3.metric("Dense needs this many times more", f"{view.human(pc.ratio)}×")
+m2.metric("Dense layer, same input → same output", previews.human(pc.dense_total))
+m3.metric("Dense needs this many times more", f"{previews.human(pc.ratio)}×")
 st.caption(
     f"Conv: k·k·(C_in/groups)·C_out + bias = {pc.conv_formula} = {pc.conv_total:,}"
     + (f" (depthwise, groups={C}; a full {C}→{C} conv would need {full.conv_formula} = {full.conv_total:,})"
@@ -152,8 +152,8 @@ except OpError as exc:
     user_error(str(exc))
     st.stop()
 crop, top, left = conv.padded_crop(res, rf, margin=2)
-cell = view.cell_for(tuple(crop.shape[1:]))
-zoom = view.grid_image(crop, cell)
+cell = previews.cell_for(tuple(crop.shape[1:]))
+zoom = previews.grid_image(crop, cell)
 zoom = display.draw_boxes(zoom, [(rf.rows[0] - top, rf.cols[0] - left, rf.rows[-1] - top, rf.cols[-1] - left)],
                           scale=cell, width=3)
 if dilation > 1:
@@ -176,11 +176,11 @@ z2.image(zoom, caption=(
 cols_lbl = [str(c) for c in rf.cols]
 t1, t2, t3 = st.columns(3)
 t1.markdown(f"**Input values** (channel {ch_names[rf.channel]})")
-t1.dataframe(pd.DataFrame(view.table(rf.patch), index=rf.rows, columns=cols_lbl), key="conv_rf_patch")
+t1.dataframe(pd.DataFrame(previews.table(rf.patch), index=rf.rows, columns=cols_lbl), key="conv_rf_patch")
 t2.markdown("**× kernel**")
-t2.dataframe(pd.DataFrame(view.table(rf.kernel), columns=[str(j) for j in range(k)]), key="conv_rf_kernel")
+t2.dataframe(pd.DataFrame(previews.table(rf.kernel), columns=[str(j) for j in range(k)]), key="conv_rf_kernel")
 t3.markdown("**= products**")
-t3.dataframe(pd.DataFrame(view.table(rf.products, 4), index=rf.rows, columns=cols_lbl), key="conv_rf_products")
+t3.dataframe(pd.DataFrame(previews.table(rf.products, 4), index=rf.rows, columns=cols_lbl), key="conv_rf_products")
 match = abs(rf.total - rf.output) < 1e-4 * max(1.0, abs(rf.output))
 st.success(
     f"Sum of the {k * k} products = {rf.total - rf.bias:.5f}; + bias {rf.bias:g} = **{rf.total:.5f}**. "

@@ -19,7 +19,7 @@ page_header(
 
 from cnnviz import data as D  # noqa: E402  (after the header has painted)
 from cnnviz import limits  # noqa: E402
-from cnnviz.data import summary as S  # noqa: E402
+from cnnviz.data import overview as S  # noqa: E402
 from cnnviz.data import downloads as TV  # noqa: E402
 
 SOURCES = {

@@ -24,7 +24,7 @@ import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz import models  # noqa: E402
 from cnnviz.images import display, prepare_digit  # noqa: E402
-from cnnviz.inspect import features, viewing  # noqa: E402
+from cnnviz.inspect import features, loading  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from cnnviz.limits import BudgetError  # noqa: E402
 from cnnviz.inspect.receptive import draw_box  # noqa: E402
@@ -75,7 +75,7 @@ def _within_budget(call):
 
 
 # ---- model and weights ---------------------------------------------------------------------
-shipped = viewing.shipped_checkpoints()
+shipped = loading.shipped_checkpoints()
 handed = st.session_state.get(HANDOFF)
 names = models.names() + models.design_names()  # the designs saved on the Architectures page too
 if handed and st.session_state.get("fm_handoff_seen") != handed:
@@ -95,7 +95,7 @@ if is_drawing() and not handed:
     # drawing, or when the page opens on a drawing; the user may pick other weights afterwards.
     if not st.session_state.get("fm_drawing_seen") or "fm_model" not in st.session_state:
         st.session_state["fm_drawing_seen"] = True
-        digit_models = [n for n in names if "digits" in viewing.shipped_for(n)]
+        digit_models = [n for n in names if "digits" in loading.shipped_for(n)]
         if digit_models:
             if st.session_state.get("fm_model") not in digit_models:
                 st.session_state["fm_model"] = digit_models[0]
@@ -108,7 +108,7 @@ name = c1.selectbox("Model", names, index=names.index(default_model), key="fm_mo
                     format_func=lambda n: f"{n} ({models.info(n).family}, {models.info(n).input_size} px)")
 info = models.info(name)
 
-shipped_here = viewing.shipped_for(name)  # {dataset: path}
+shipped_here = loading.shipped_for(name)  # {dataset: path}
 sources = [HANDED] if handed else []
 sources += [SHIPPED[d] for d in shipped_here] + [RANDOM, RUN, UPLOAD]
 if info.torchvision_name:
@@ -200,7 +200,7 @@ model_key = key
 # ---- the input -----------------------------------------------------------------------------
 im = current_image()
 size, ch = loaded.input_size, loaded.in_channels
-digits = viewing.reads_digits(loaded)
+digits = loading.reads_digits(loaded)
 prep = None
 if digits:
     mnist = st.toggle("Prepare the input like MNIST", value=True, key="fm_mnist",

@@ -24,7 +24,7 @@ import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz import models  # noqa: E402
 from cnnviz.images import display  # noqa: E402
-from cnnviz.inspect import featurevis, features, layerstats, microscope, msplots, topk, viewing  # noqa: E402
+from cnnviz.inspect import featurevis, features, layerstats, microscope, msplots, topk, loading  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from ui.image_state import use_image  # noqa: E402
 from cnnviz.runs import snapshot  # noqa: E402
@@ -104,11 +104,11 @@ def pick_weights() -> dict:
     """Model and weights widgets; returns {name, kind, path, seed, raw, run, epochs}."""
     names = models.names() + models.design_names()
     handed = _apply_handoff(names)
-    shipped = viewing.shipped_checkpoints()
+    shipped = loading.shipped_checkpoints()
     c1, c2, c3 = st.columns([1.1, 1.3, 1.6], gap="medium")
     name = c1.selectbox("Model", names, index=names.index(next(iter(shipped), "lenet5")), key="ms_model")
     info = models.info(name)
-    here = viewing.shipped_for(name)
+    here = loading.shipped_for(name)
     sources = ([FROM_PAGE] if handed and not handed.get("run_id") and handed.get("name") == name else [])
     sources += [SHIPPED[d] for d in here] + [RUN, UPLOAD, RANDOM]
     if info.torchvision_name:

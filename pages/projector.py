@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from cnnviz.images import display  # noqa: E402
-from cnnviz.inspect import features, projector, viewing  # noqa: E402
+from cnnviz.inspect import features, projector, loading  # noqa: E402
 from ui.pick_weights import pick_weights  # noqa: E402
 from ui.weights import RUN, SHIPPED, UPLOAD  # noqa: E402
 
@@ -37,10 +37,10 @@ SCRUB_POINTS = 2000
 # ---------------------------------------------------------------- background work (cached per checkpoint)
 def _features_work(spec: str, layer: str, limit: int, model, mean, std, size: int, channels: int):
     def work(progress, _cancelled):
-        progress(0.0, f"loading {viewing.dataset_label(spec)}")
+        progress(0.0, f"loading {loading.dataset_label(spec)}")
         ts = projector.test_set(spec, size, limit)
         if ts.inputs.shape[1] != channels:
-            raise ValueError(f"{viewing.dataset_label(spec)} has {ts.inputs.shape[1]}-channel images; this model "
+            raise ValueError(f"{loading.dataset_label(spec)} has {ts.inputs.shape[1]}-channel images; this model "
                              f"reads {channels}-channel ones: choose its own test images.")
         f = projector.extract(model, ts.inputs, mean, std, layer=layer, progress=lambda a, m: progress(0.1 + 0.8 * a, m))
         progress(0.95, "silhouette of the true classes")
@@ -54,7 +54,7 @@ def _features(weights_key: str, spec: str, layer: str, limit: int, _loaded) -> p
     model = copy.deepcopy(_loaded.model)  # its own copy: hooks never meet another page's
     return projector.Job(_features_work(spec, layer, limit, model, _loaded.mean, _loaded.std, _loaded.input_size,
                                          _loaded.in_channels),
-                         name=f"features of {viewing.dataset_label(spec)}")
+                         name=f"features of {loading.dataset_label(spec)}")
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
@@ -75,7 +75,7 @@ def _epochs(run_id: str, paths: tuple[tuple[int, str], ...], spec: str, layer: s
         vecs, labels, sil = {}, None, {}
         ts = None
         for i, (epoch, path) in enumerate(paths):
-            loaded = viewing.from_checkpoint(path, name)
+            loaded = loading.from_checkpoint(path, name)
             if ts is None:
                 ts = projector.test_set(spec, loaded.input_size, SCRUB_POINTS)
                 labels = ts.labels
@@ -125,7 +125,7 @@ def open_in_feature_maps(picked, ts, f, pos: int) -> None:
     idx = int(ts.indices[pos])
     t = ts.images[pos].float().div(255)
     use_image(display.tensor_to_pil(t.expand(3, -1, -1) if t.shape[0] == 1 else t),
-               f"test image #{idx} of {viewing.dataset_label(ts.spec)} ({ts.classes[int(ts.labels[pos])]})")
+               f"test image #{idx} of {loading.dataset_label(ts.spec)} ({ts.classes[int(ts.labels[pos])]})")
     if picked.kind in SHIPPED.values():
         st.session_state["fm_model"] = loaded.name
         st.session_state[f"fm_source_{loaded.name}"] = picked.kind
@@ -204,7 +204,7 @@ specs = list(dict.fromkeys([s for s in (own, "digits", "shapes") if s]))
 shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
 layer_names = _layer_names(picked.key, shape, loaded.model)
 c1, c2, c3, c4 = st.columns([1.2, 1.4, 1, 1])
-spec = c1.selectbox("Test images", specs, key="pj_spec", format_func=lambda s: viewing.dataset_label(s)
+spec = c1.selectbox("Test images", specs, key="pj_spec", format_func=lambda s: loading.dataset_label(s)
                     + (" (the weights' own)" if s == own else ""))
 layer = c2.selectbox("Features", layer_names, key=f"pj_layer_{loaded.name}",
                      format_func=lambda n: "penultimate (input of the last Linear)" if n == projector.PENULTIMATE else n)
@@ -224,10 +224,10 @@ elif method == "UMAP":
 
 fjob = _features(picked.key, spec, layer, int(limit), loaded)
 pjob = _projection(picked.key, spec, layer, int(limit), method, dim, perplexity, neighbours, fjob)
-if not wait_for(pjob, f"{method} of the {viewing.dataset_label(spec)} test set"):
+if not wait_for(pjob, f"{method} of the {loading.dataset_label(spec)} test set"):
     st.stop()
 if fjob.error or pjob.error:
-    user_error(f"Couldn't project {viewing.dataset_label(spec)}: {fjob.error or pjob.error}")
+    user_error(f"Couldn't project {loading.dataset_label(spec)}: {fjob.error or pjob.error}")
     if st.button("Try again", key="pj_retry"):
         _features.clear()
         _projection.clear()
@@ -246,7 +246,7 @@ else:
     st.plotly_chart(fig, width="stretch", key="pj_scatter3d")
 axes = (f"; the axes explain {', '.join(f'{v:.0%}' for v in proj.explained)} of the variance"
         if proj.explained is not None else "")
-st.caption(f"{len(ts.indices):,} of the {ts.total:,} {viewing.dataset_label(spec)} test images"
+st.caption(f"{len(ts.indices):,} of the {ts.total:,} {loading.dataset_label(spec)} test images"
            + (" (a stratified sample)" if len(ts.indices) < ts.total else "")
            + f", {feats.layer} ({feats.vectors.shape[1]} values each), laid out by {method} in {dim}-D in "
            f"{proj.seconds:.1f} s{axes}. The model is right on {acc:.1%} of them; silhouette of the true classes in "

@@ -20,13 +20,13 @@ import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz.images import display  # noqa: E402
 from ui.tensors import input_tensor  # noqa: E402
-from cnnviz.ops import OpError, pool, resample, view  # noqa: E402
+from cnnviz.ops import OpError, pool, resample, previews  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)  # outputs can be ~200 MB each: keep few
 def _upsample(digest: str, mode: str, scale: float | None, size: tuple | None, align: bool, _x: torch.Tensor):
     res = resample.upsample(_x, mode, scale=scale, size=size, align_corners=align)
-    return res, view.to_image(res.output, view.display_scale([tuple(res.output.shape[1:])], 720, 540))
+    return res, previews.to_image(res.output, previews.display_scale([tuple(res.output.shape[1:])], 720, 540))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -43,14 +43,14 @@ def _pool(digest: str, kind: str, kernel: int, stride: int, padding: int, dilati
           norm: float, out_hw: tuple, include_pad: bool, _x: torch.Tensor):
     res = pool.pool(_x, kind, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
                     norm_type=norm, output_hw=out_hw, count_include_pad=include_pad)
-    scale = view.display_scale([tuple(_x.shape[1:])], 480, 400)
-    return res, scale, view.to_image(_x, scale), view.to_image(res.output, scale)
+    scale = previews.display_scale([tuple(_x.shape[1:])], 480, 400)
+    return res, scale, previews.to_image(_x, scale), previews.to_image(res.output, scale)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _round_trip(key: tuple, mode: str, _x: torch.Tensor, _res):
     rt = pool.round_trip(_x, _res, mode)
-    return rt, view.to_image(rt.reconstruction, view.display_scale([tuple(_x.shape[1:])], 480, 400))
+    return rt, previews.to_image(rt.reconstruction, previews.display_scale([tuple(_x.shape[1:])], 480, 400))
 
 
 def _shape(t: tuple) -> str:
@@ -97,9 +97,9 @@ def _upsample_tab() -> None:
     cy = z1.slider("Crop centre, down (%)", 0, 100, 35, key="up_cy") / 100
     cx = z2.slider("Crop centre, across (%)", 0, 100, 37, key="up_cx") / 100
     csize = z3.slider("Crop size (input px)", 3, 32, 8, key="up_csize")
-    crop = view.crop_around((H, W), cy, cx, csize)
-    cell = view.cell_for((crop.h, crop.w), 240)
-    in_zoom = view.grid_image(view.crop_tensor(x, crop), cell)
+    crop = previews.crop_around((H, W), cy, cx, csize)
+    cell = previews.cell_for((crop.h, crop.w), 240)
+    in_zoom = previews.grid_image(previews.crop_tensor(x, crop), cell)
     compare = "bilinear" if mode == "nearest" else "nearest"
     try:
         other, _ = _upsample(digest, compare, factor, size, False, x)
@@ -111,7 +111,7 @@ def _upsample_tab() -> None:
     for col, res_ in ((g[1], up), (g[2], other)):
         if res_ is None:
             continue
-        zoom, n_px, ocell = view.zoom_same_area(res_.output, (H, W), crop, cell)
+        zoom, n_px, ocell = previews.zoom_same_area(res_.output, (H, W), crop, cell)
         tag = res_.mode + (" (align_corners=True)" if res_.align_corners else "")
         col.image(zoom, caption=f"{tag}: the same area of the {Ho}×{Wo} output ({n_px[0]}×{n_px[1]} px), "
                   f"at the same physical size ({ocell:g} px per output pixel)"
@@ -128,7 +128,7 @@ def _upsample_tab() -> None:
         except OpError as exc:
             g[3].warning(str(exc))
         else:
-            zoom, n_px, ocell = view.zoom_same_area(tr.output, (H, W), crop, cell)
+            zoom, n_px, ocell = previews.zoom_same_area(tr.output, (H, W), crop, cell)
             g[3].image(zoom, caption=f"Transposed conv ×{tr.factor} with fixed bilinear weights: the same area of "
                        f"its {tr.out_shape[2]}×{tr.out_shape[3]} output.")
     st.caption("Nearest copies each input pixel into a block of identical output pixels; bilinear and bicubic "
@@ -142,7 +142,7 @@ def _upsample_tab() -> None:
              + f". Input was {H}×{W}: {label}.")
     if tr is not None:
         o2.markdown(f"**Transposed convolution, ×{tr.factor}**  \n`{tr.layer}`")
-        o2.dataframe(pd.DataFrame(view.table(tr.kernel, 4)), key="up_tkernel")
+        o2.dataframe(pd.DataFrame(previews.table(tr.kernel, 4)), key="up_tkernel")
         o2.caption(
             f"Weights: the {tr.kernel.shape[0]}×{tr.kernel.shape[0]} bilinear kernel (outer product of a tent "
             f"1 − |i − centre|/{tr.factor}), the same for every channel, no bias. Shapes "
@@ -196,14 +196,14 @@ def _pool_tab() -> None:
         wy = w2.slider("Crop centre, down (%)", 0, 100, 45, key="pool_cy") / 100
         wx = w3.slider("Crop centre, across (%)", 0, 100, 50, key="pool_cx") / 100
         wsize = w4.slider("Crop size (input px)", 4, 32, 12, key="pool_csize")
-        wcrop = view.crop_around((H, W), wy, wx, wsize)
+        wcrop = previews.crop_around((H, W), wy, wx, wsize)
         counts = pool.winner_counts(pr.indices, (H, W))[wch]
-        sub = view.crop_tensor(counts, wcrop)
+        sub = previews.crop_tensor(counts, wcrop)
         pts = [(int(r), int(q)) for r, q in (sub > 0).nonzero().tolist()]
         sizes = [int(sub[r, q]) for r, q in pts]
-        wcell = view.cell_for((wcrop.h, wcrop.w), 360)
-        chan = view.crop_tensor(x[wch:wch + 1], wcrop)
-        zoom = display.draw_dots(view.grid_image(chan, wcell), pts, wcell, sizes)
+        wcell = previews.cell_for((wcrop.h, wcrop.w), 360)
+        chan = previews.crop_tensor(x[wch:wch + 1], wcrop)
+        zoom = display.draw_dots(previews.grid_image(chan, wcell), pts, wcell, sizes)
         boxes = []
         if not adaptive and stride >= (kernel - 1) * dilation + 1:
             for oy in range(Po):
@@ -222,8 +222,8 @@ def _pool_tab() -> None:
             + (", yellow boxes the pooling windows." if boxes else
                ". Windows overlap (stride < window span), so they aren't outlined.")))
         if not adaptive:
-            oc = view.windows_in_crop((Po, Qo), wcrop, stride, padding)
-            v2.image(view.grid_image(view.crop_tensor(pr.output[wch:wch + 1], oc), wcell * stride),
+            oc = previews.windows_in_crop((Po, Qo), wcrop, stride, padding)
+            v2.image(previews.grid_image(previews.crop_tensor(pr.output[wch:wch + 1], oc), wcell * stride),
                      caption=f"The pooled output for the windows starting in this crop (rows {oc.top}..{oc.top + oc.h - 1}, "
                              f"columns {oc.left}..{oc.left + oc.w - 1}): each cell is its window's winning value, drawn "
                              f"{stride}× bigger so it lines up with the input.", width=min(360, oc.w * wcell * stride))

@@ -8,15 +8,15 @@ import torch
 from torch import nn
 
 from cnnviz import data
-from cnnviz.inspect import adversarial as Adv, viewing
+from cnnviz.inspect import adversarial as Adv, loading
 
-SHIPPED = viewing.shipped_checkpoints()
+SHIPPED = loading.shipped_checkpoints()
 needs_lenet = pytest.mark.skipif("lenet5" not in SHIPPED, reason="the shipped CIFAR-10 LeNet5 is not in assets")
 
 
 @pytest.fixture(scope="module")
 def lenet():
-    return viewing.from_checkpoint(SHIPPED["lenet5"], "lenet5")
+    return loading.from_checkpoint(SHIPPED["lenet5"], "lenet5")
 
 
 def _correct(loaded, images, labels, n):
@@ -93,10 +93,10 @@ def test_sweeps_agree_with_single_attacks(lenet):
 
 
 def test_digits_model_is_fooled_too():
-    path = viewing.shipped_for("lenet5").get("digits")
+    path = loading.shipped_for("lenet5").get("digits")
     if path is None:
         pytest.skip("the shipped digits LeNet5 is not in assets")
-    loaded = viewing.from_checkpoint(path, "lenet5")
+    loaded = loading.from_checkpoint(path, "lenet5")
     ds = data.load_dataset("digits", "test")
     from cnnviz.train.device_data import resize_uint8
 

@@ -10,12 +10,12 @@ import torch
 
 from cnnviz import models
 from cnnviz.images import load_image, samples
-from cnnviz.inspect import attribution as A, features, viewing
+from cnnviz.inspect import attribution as A, features, loading
 from cnnviz.limits import BudgetError
 
 from . import synthetic as S
 
-SHIPPED = viewing.shipped_checkpoints()
+SHIPPED = loading.shipped_checkpoints()
 needs_shipped = pytest.mark.skipif(not {"lenet5", "resnet_small"} <= set(SHIPPED),
                                    reason="the shipped CIFAR-10 checkpoints are not in assets/checkpoints")
 
@@ -28,15 +28,15 @@ def _cat(loaded) -> torch.Tensor:
 
 def _model(kind: str):
     if kind == "lenet5":
-        return viewing.from_checkpoint(SHIPPED["lenet5"], "lenet5")
+        return loading.from_checkpoint(SHIPPED["lenet5"], "lenet5")
     if kind == "resnet_small":
-        return viewing.from_checkpoint(SHIPPED["resnet_small"], "resnet_small")
+        return loading.from_checkpoint(SHIPPED["resnet_small"], "resnet_small")
     if kind == "digits":
-        return viewing.from_checkpoint(viewing.shipped_for("lenet5")["digits"], "lenet5")
+        return loading.from_checkpoint(loading.shipped_for("lenet5")["digits"], "lenet5")
     torch.manual_seed(0)
     model = models.from_design(models.design.PRESETS["resnet_small"], num_classes=10).eval()
     info = models.info("lenet5")
-    return viewing.Loaded(model, "design", False, [str(i) for i in range(10)], info.mean, info.std, 32, 3, "design")
+    return loading.Loaded(model, "design", False, [str(i) for i in range(10)], info.mean, info.std, 32, 3, "design")
 
 
 @needs_shipped

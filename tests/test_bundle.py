@@ -25,7 +25,7 @@ from PIL import Image
 
 from cnnviz import models
 from cnnviz.images import load_image, samples
-from cnnviz.inspect import features, viewing
+from cnnviz.inspect import features, loading
 from cnnviz.train import TrainConfig, bundle, fit
 from cnnviz import runs
 
@@ -106,7 +106,7 @@ def _odd_images(folder: Path) -> list[Path]:
     return out
 
 
-def _cnnviz_probs(loaded: viewing.Loaded, path: Path) -> np.ndarray:
+def _cnnviz_probs(loaded: loading.Loaded, path: Path) -> np.ndarray:
     """cnnviz's own prediction for an image file: the Feature maps page's path (load, crop/resize, normalise)."""
     x, _ = features.preprocess(load_image(path), loaded.input_size, loaded.mean, loaded.std, loaded.in_channels)
     top = features.predict(loaded.model, x, loaded.classes, k=len(loaded.classes))
@@ -116,7 +116,7 @@ def _cnnviz_probs(loaded: viewing.Loaded, path: Path) -> np.ndarray:
     return probs
 
 
-def _agree(bundle_dir: Path, loaded: viewing.Loaded, images: list[Path], env: dict, junk: Path | None = None):
+def _agree(bundle_dir: Path, loaded: loading.Loaded, images: list[Path], env: dict, junk: Path | None = None):
     """predict.py (torch blocked) vs cnnviz on `images`: same top-1, probabilities within 1e-4."""
     k = len(loaded.classes)
     args = images + ([junk] if junk else [])
@@ -178,7 +178,7 @@ def test_shipped_checkpoint_bundle_predicts_like_cnnviz_without_torch(name, tmp_
     info = json.loads(p.stdout.strip().splitlines()[-1])
     assert info["opset"] == bundle.ONNX_OPSET and info["max_logit_diff"] <= bundle.MAX_LOGIT_DIFF
     assert sorted(os.listdir(out)) == sorted(bundle.FILES)
-    loaded = viewing.from_checkpoint(ckpt, name)
+    loaded = loading.from_checkpoint(ckpt, name)
     assert json.loads((out / "labels.json").read_text()) == loaded.classes
     spec = json.loads((out / "preprocess.json").read_text())
     assert spec["input"] | {"channels": 3, "height": 32, "width": 32} == spec["input"]
@@ -186,7 +186,7 @@ def test_shipped_checkpoint_bundle_predicts_like_cnnviz_without_torch(name, tmp_
     readme = (out / "README.md").read_text()
     assert f"{info['max_logit_diff']:.3g}" in readme and "onnxruntime" in readme and "python predict.py" in readme
     # the safetensors in the bundle is the same weights
-    again = viewing.from_checkpoint(out / "model.safetensors", name)
+    again = loading.from_checkpoint(out / "model.safetensors", name)
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(v, again.model.state_dict()[k])
     images = [s.path for s in samples()] + odd_images
@@ -202,7 +202,7 @@ def test_fresh_shapes_run_bundle_predicts_like_cnnviz_without_torch(shapes_run, 
     run = runs.read_run(shapes_run)
     readme = (out / "README.md").read_text()
     assert f"{100 * run.epochs[-1]['test_acc']:.2f}%" in readme and "| epochs | 1 of 1 |" in readme
-    loaded = viewing.from_checkpoint(shapes_run / "last.safetensors", "lenet5")
+    loaded = loading.from_checkpoint(shapes_run / "last.safetensors", "lenet5")
     assert json.loads((out / "labels.json").read_text()) == loaded.classes  # the shapes classes
     _agree(out, loaded, [s.path for s in samples()], no_torch_env)
     # plain text output: one block per image, the top-3 lines
@@ -225,7 +225,7 @@ def test_grayscale_model_bundle(tmp_path, no_torch_env, odd_images):
     assert res.n_checked == len(samples()) and "sample images" in res.checked_on
     spec = json.loads((tmp_path / "b" / "preprocess.json").read_text())
     assert spec["color"] == "grayscale" and spec["input"]["channels"] == 1
-    _agree(tmp_path / "b", viewing.from_checkpoint(ckpt, "lenet5"), [s.path for s in samples()] + odd_images,
+    _agree(tmp_path / "b", loading.from_checkpoint(ckpt, "lenet5"), [s.path for s in samples()] + odd_images,
            no_torch_env)
 
 

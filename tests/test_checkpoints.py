@@ -151,7 +151,7 @@ def test_meta_is_json(tmp_path):
 
 
 def test_dataset_label_for_captions():
-    from cnnviz.inspect.viewing import dataset_label
+    from cnnviz.inspect.loading import dataset_label
 
     assert dataset_label("folder:../shared/data/cifar10-jpeg") == "cifar10-jpeg"
     assert dataset_label("zip:/tmp/x/pets.zip") == "pets.zip"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from cnnviz import data as D
-from cnnviz.data import decode as data_decode, files as data_files, summary as data_summary
+from cnnviz.data import batch_decode as data_decode, files as data_files, overview as data_summary
 
 
 @pytest.fixture

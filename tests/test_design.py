@@ -456,7 +456,7 @@ def test_checkpoints_load_only_into_the_same_design():
 
 # ---- end to end: train, reload after an edit, resume refused, export, CLI -------------------------------------------
 def test_a_design_trains_reloads_and_exports(designs, tmp_path):
-    from cnnviz.inspect import viewing
+    from cnnviz.inspect import loading
     from cnnviz.train import TrainConfig, fit
     from cnnviz import runs
     from cnnviz.runs.model import load_model
@@ -477,7 +477,7 @@ def test_a_design_trains_reloads_and_exports(designs, tmp_path):
     run = runs.read_run(tmp_path / "run")
     model, _ = load_model(run)
     assert type(model.relu1).__name__ == "ReLU"
-    loaded = viewing.from_checkpoint(run.last_checkpoint, "lenet5")
+    loaded = loading.from_checkpoint(run.last_checkpoint, "lenet5")
     assert loaded.name == "design:lenet5.json" and loaded.trained
     resumed = list(fit(TrainConfig(**{**cfg.to_dict(), "epochs": 2}), resume=tmp_path / "run"))
     assert resumed[-1].kind == "error" and "a design's weights load only into the same design" in \

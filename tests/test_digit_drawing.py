@@ -1,4 +1,4 @@
-"""A drawing made into an MNIST-style digit (cnnviz.images.digits), against hand-made cases, and
+"""A drawing made into an MNIST-style digit (cnnviz.images.drawing), against hand-made cases, and
 the model input made from it (cnnviz.inspect.features.digit_input)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from cnnviz.images import digits as G
+from cnnviz.images import drawing as G
 from cnnviz.images import prepare_digit
 from cnnviz.inspect import features
 

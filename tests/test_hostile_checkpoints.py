@@ -1,6 +1,6 @@
 """Hostile checkpoints: metadata and tensor shapes that would size a model of tens of GB.
 
-Each file is opened as the Feature maps page opens an upload (`viewing.from_checkpoint` on the
+Each file is opened as the Feature maps page opens an upload (`loading.from_checkpoint` on the
 bytes) in a child process whose real memory is measured (tests/hostile.py): the refusal is one
 line and the resident set rose by less than the budget. Before the bounds, the first file made
 the page build a 12.8 GB Linear layer (32 x 100,000,000 float32 weights).
@@ -41,8 +41,8 @@ def reports(tmp_path_factory):
     good = models.create("lenet5")
     save_checkpoint(good, d / "good.safetensors", {"model": "lenet5", "num_classes": 10, "in_channels": 3,
                                                     "classes": [str(i) for i in range(10)], "input_size": 32})
-    setup = "from pathlib import Path\nfrom cnnviz.inspect import viewing\nD = Path(%r)\n" % str(d)
-    attacks = {name: f"viewing.from_checkpoint((D / '{name}.safetensors').read_bytes(), 'lenet5')"
+    setup = "from pathlib import Path\nfrom cnnviz.inspect import loading\nD = Path(%r)\n" % str(d)
+    attacks = {name: f"loading.from_checkpoint((D / '{name}.safetensors').read_bytes(), 'lenet5')"
                for name in [*files, "good"]}
     attacks["good"] += ".model"
     attacks["good"] = "RESULT = sum(p.numel() for p in " + attacks["good"] + ".parameters())"

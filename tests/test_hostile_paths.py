@@ -1,7 +1,7 @@
 """Hostile paths: what a browser names stays under the data roots and the designs folder.
 
 `data.visitor_spec` is what the Datasets and Train pages pass a typed `folder:`/`zip:` path
-through; `viewing.from_checkpoint` is how the Feature maps page opens an upload, whose metadata may
+through; `loading.from_checkpoint` is how the Feature maps page opens an upload, whose metadata may
 name a `design:` file. Each runs in a child process whose real memory is measured (tests/hostile.py).
 Refusals are one line, the same whether or not the path exists, and never quote a file's content.
 The command line's user names paths explicitly and they work: `--model design:PATH` as `--dataset
@@ -47,7 +47,7 @@ def reports(tmp_path_factory):
         ckpts[key].write_bytes(save({"w": __import__("torch").zeros(1)},
                                     metadata={"format": "cnnviz-1", "meta": json.dumps({"model": ref})}))
     env = {"CNNVIZ_DATA_ROOTS": str(data), "CNNVIZ_DESIGNS": str(designs), "CNNVIZ_MAX_IMAGES": "500"}
-    setup = "from pathlib import Path\nfrom cnnviz import data as D\nfrom cnnviz.inspect import viewing\n"
+    setup = "from pathlib import Path\nfrom cnnviz import data as D\nfrom cnnviz.inspect import loading\n"
     attacks = {
         "root": "D.visitor_spec('folder:/')",
         "etc": "D.visitor_spec('folder:/etc')",
@@ -56,7 +56,7 @@ def reports(tmp_path_factory):
         "zip_symlink_out": f"D.visitor_spec('zip:{data / 'pets.zip'}')",
         "climb": f"D.visitor_spec('folder:{data}/../outside/pets')",
         "inside": f"RESULT = D.visitor_spec('folder:{data}/pets')",
-        **{k: f"viewing.from_checkpoint(Path({str(p)!r}).read_bytes(), 'lenet5')" for k, p in ckpts.items()},
+        **{k: f"loading.from_checkpoint(Path({str(p)!r}).read_bytes(), 'lenet5')" for k, p in ckpts.items()},
     }
     r = measure(setup, attacks, BUDGET_MB, env, cwd=base)
     scan = measure("from cnnviz import data as D\n", {"scan_root": "D.source_key(D.visitor_spec('folder:/'))"},
@@ -130,10 +130,10 @@ def test_the_cli_uses_the_paths_its_user_names(tmp_path):
 
 
 def test_an_ordinary_design_checkpoint_still_opens(tmp_path, monkeypatch):
-    from cnnviz.inspect import viewing
+    from cnnviz.inspect import loading
 
     monkeypatch.setenv("CNNVIZ_DESIGNS", str(tmp_path))
     Dz.save(Dz.preset("lenet5"))
     model = models.create("design:lenet5.json")
     save_checkpoint(model, tmp_path / "w.safetensors", {"model": "design:lenet5.json"})  # names it, no record
-    assert viewing.from_checkpoint(tmp_path / "w.safetensors", "lenet5").name == "design:lenet5.json"
+    assert loading.from_checkpoint(tmp_path / "w.safetensors", "lenet5").name == "design:lenet5.json"

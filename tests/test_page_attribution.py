@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from cnnviz.inspect import attribution, viewing
+from cnnviz.inspect import attribution, loading
 
 from .pagetest import ok, open_page, page_path
 
 PAGE = page_path("attribution")
-pytestmark = pytest.mark.skipif("lenet5" not in viewing.shipped_checkpoints(),
+pytestmark = pytest.mark.skipif("lenet5" not in loading.shipped_checkpoints(),
                                 reason="assets/checkpoints/lenet5-cifar10.safetensors is not shipped")
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnviz import models
-from cnnviz.inspect.viewing import shipped_checkpoints
+from cnnviz.inspect.loading import shipped_checkpoints
 
 from .pagetest import large_builds, ok, open_page, page_path
 

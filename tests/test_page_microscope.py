@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.inspect.viewing import shipped_checkpoints
+from cnnviz.inspect.loading import shipped_checkpoints
 from cnnviz.train import TrainConfig
 
 from .runtools import train_run

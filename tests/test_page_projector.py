@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from cnnviz.inspect import projector, viewing
+from cnnviz.inspect import projector, loading
 from cnnviz.train import TrainConfig, jobs
 
 from .pagetest import ok, open_page, page_path
 
 PAGE = page_path("projector")
-pytestmark = pytest.mark.skipif("digits" not in viewing.shipped_for("lenet5"),
+pytestmark = pytest.mark.skipif("digits" not in loading.shipped_for("lenet5"),
                                 reason="assets/checkpoints/lenet5-digits.safetensors is not shipped")
 
 
@@ -86,7 +86,7 @@ def test_an_uploaded_checkpoint_cannot_name_a_folder_to_read(tmp_path):
     built-in test sets are offered."""
     from cnnviz.models.checkpoints import load_checkpoint, save_checkpoint
 
-    ckpt = load_checkpoint(viewing.shipped_for("lenet5")["digits"])
+    ckpt = load_checkpoint(loading.shipped_for("lenet5")["digits"])
     meta = {**ckpt.meta, "dataset": f"folder:{tmp_path}"}
     path = tmp_path / "evil.safetensors"
     save_checkpoint(ckpt.state_dict, path, meta)

@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from cnnviz import models
-from cnnviz.inspect import viewing
+from cnnviz.inspect import loading
 from cnnviz.models.checkpoints import CheckpointError
 from ui.layout import user_error
 from ui.weights import RANDOM, RUN, SHIPPED, TORCHVISION, UPLOAD, load_weights, runs_with_checkpoints
@@ -21,7 +21,7 @@ from ui.weights import RANDOM, RUN, SHIPPED, TORCHVISION, UPLOAD, load_weights, 
 class Picked:
     """What the picker chose and loaded (`loaded` None when nothing usable is chosen yet)."""
 
-    loaded: viewing.Loaded | None
+    loaded: loading.Loaded | None
     key: str                      # cache key of the weights (kind, model, file, its mtime, upload digest)
     kind: str
     path: str = ""
@@ -53,7 +53,7 @@ def pick_weights(prefix: str, *, default: tuple[str, str] = ("lenet5", "cifar10"
     c1, c2, c3 = st.columns([1.1, 1.3, 1.4], gap="medium")
     want = default[0] if default[0] in names else names[0]
     name = c1.selectbox("Model", names, index=names.index(want), key=f"{prefix}_model", format_func=_label)
-    here = viewing.shipped_for(name)
+    here = loading.shipped_for(name)
     sources = [SHIPPED[d] for d in here] + [RUN, UPLOAD] + ([RANDOM] if random else [])
     if torchvision and models.info(name).torchvision_name:
         sources.append(TORCHVISION)

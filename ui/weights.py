@@ -9,24 +9,24 @@ from pathlib import Path
 import streamlit as st
 
 from cnnviz.device import pick_device
-from cnnviz.inspect import viewing
+from cnnviz.inspect import loading
 
 RANDOM, RUN, UPLOAD, TORCHVISION, HANDED = (
     "Random weights", "A training run", "Upload a checkpoint", "torchvision ImageNet weights", "From the Runs page")
-SHIPPED = {d: f"Trained (shipped, {label})" for d, label in viewing.SHIPPED_DATASETS.items()}
+SHIPPED = {d: f"Trained (shipped, {label})" for d, label in loading.SHIPPED_DATASETS.items()}
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def load_weights(key: str, kind: str, name: str, seed: int, path: str, _raw: bytes | None) -> viewing.Loaded:
+def load_weights(key: str, kind: str, name: str, seed: int, path: str, _raw: bytes | None) -> loading.Loaded:
     """The model `name` with weights of `kind` (cached by `key`; on the picked device)."""
     if kind == RANDOM:
-        loaded = viewing.random_model(name, seed)
+        loaded = loading.random_model(name, seed)
     elif kind == TORCHVISION:
-        loaded = viewing.torchvision_model(name)
+        loaded = loading.torchvision_model(name)
     elif kind == UPLOAD:
-        loaded = viewing.from_checkpoint(_raw or b"", name, label=f"uploaded {path}")
+        loaded = loading.from_checkpoint(_raw or b"", name, label=f"uploaded {path}")
     else:
-        loaded = viewing.from_checkpoint(Path(path), name, label=Path(path).name)
+        loaded = loading.from_checkpoint(Path(path), name, label=Path(path).name)
     loaded.model.to(pick_device("auto"))
     return loaded
 

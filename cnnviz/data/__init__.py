@@ -9,10 +9,10 @@ Modules:
   (a seeded, stratified 4,500 / 500 split; `CREDIT` says whose they are).
 - `downloads`: CIFAR-10, MNIST, Fashion-MNIST through torchvision (download only when asked).
 - `files`: `folder:PATH` and `zip:PATH` image trees, decoded within bounds (`cnnviz.limits`),
-  `visitor_spec` (a browser's paths confined to the data roots); `decode`: fast batched decoding
+  `visitor_spec` (a browser's paths confined to the data roots); `batch_decode`: fast batched decoding
   with a pixel guard, large images alone at the size kept; `safezip`: hostile-zip-proof reading;
   `cache`: safetensors cache of decoded sets.
-- `summary`: what the Datasets page shows (sample rows, class counts, mean/std vs tutorials).
+- `overview`: what the Datasets page shows (sample rows, class counts, mean/std vs tutorials).
 """
 
 from .datasets import (SHAPES_TEST, SHAPES_TRAIN, SPLITS, DatasetError, ImageDataset, channel_stats,

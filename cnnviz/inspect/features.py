@@ -249,7 +249,7 @@ def preprocess(image: Image.Image, size: int, mean: Sequence[float], std: Sequen
 
 def digit_input(pixels: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
                 in_channels: int = 1) -> tuple[torch.Tensor, Image.Image]:
-    """An MNIST-style uint8 digit (H, W) (see `cnnviz.images.digits`) -> ((1,C,size,size), the resized image).
+    """An MNIST-style uint8 digit (H, W) (see `cnnviz.images.drawing`) -> ((1,C,size,size), the resized image).
 
     Resized the way training resizes 28x28 digits for a 32x32 model (bilinear, antialiased, rounded
     to uint8: `cnnviz.train.device_data.resize_uint8`), then normalised; grey copied to every channel."""

@@ -104,12 +104,12 @@ class BundleResult:
 # ----------------------------------------------------------------------------- sources
 
 def _from_checkpoint_bytes(raw: bytes, label: str, fallback_model: str = "lenet5") -> BundleSource:
-    from ..inspect import viewing
+    from ..inspect import loading
     from ..models.checkpoints import CheckpointError, load_checkpoint, nonfinite_keys
 
     try:
         ckpt = load_checkpoint(raw)
-        loaded = viewing.from_checkpoint(raw, fallback_model, label=label)
+        loaded = loading.from_checkpoint(raw, fallback_model, label=label)
     except CheckpointError as exc:
         raise BundleError(str(exc)) from None
     bad = nonfinite_keys(ckpt.state_dict)
@@ -368,7 +368,7 @@ def _versions() -> dict[str, str]:
 
 
 def _readme(src: BundleSource, result: BundleResult, spec: dict) -> str:
-    from ..inspect.viewing import dataset_label
+    from ..inspect.loading import dataset_label
 
     acc = f"{100 * src.test_acc:.2f}%" if isinstance(src.test_acc, (int, float)) else "not recorded"
     ep = "?" if src.epoch is None else str(src.epoch)

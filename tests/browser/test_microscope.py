@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from cnnviz.inspect.viewing import shipped_checkpoints
+from cnnviz.inspect.loading import shipped_checkpoints
 
 from .server import exceptions, goto_via_sidebar, main_text, sidebar_text, wait_idle
 
