@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from cnnviz.inspect import projector, loading
-from cnnviz.train import TrainConfig, jobs
+from cnnviz.train import TrainConfig
 
+from .runtools import train_run
 from .pagetest import ok, open_page, page_path
 
 PAGE = page_path("projector")
@@ -64,10 +65,8 @@ def test_pooled_layer_and_a_refusal():
 def test_a_runs_epochs_on_the_last_epochs_axes(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("CNNVIZ_RUNS", str(root))
-    job = jobs.start_job(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu",
-                                     seed=0, limit_train=256, limit_test=120), runs_root=root)
-    job.join(300)
-    assert job.snapshot()["status"] == "finished"
+    train_run(root, TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=32, device="cpu", seed=0,
+                                limit_train=256, limit_test=120))
     at = open_page(PAGE, timeout=300, state={"pj_source_lenet5": "A training run"})
     _settled(at)
     assert "shapes test images" in _caption(at, "test images")
