@@ -128,8 +128,14 @@ def thin_checkpoints(run_dir: Path, cap: int) -> None:
         eps.remove(victim)
 
 
-def request_stop(run_dir: Path) -> None:
-    """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint."""
+def request_stop(run_dir: Path, *, by=None) -> None:
+    """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint.
+    `by`, the acting user, must own the run or be an admin (`cnnviz.runs.access.NotAllowed`); None is
+    the trusted caller (the CLI, the Python API)."""
+    if by is not None:
+        from .access import require
+
+        require(by, Path(run_dir), "stop")
     atomic_write_bytes(Path(run_dir) / STOP_FILE, b"stop\n")
 
 
