@@ -191,7 +191,7 @@ def draw_form(opts: dict[str, list], n_gpus: int) -> bool:
                 field_widget(col, name, opts)
         c1, c2, _, _ = st.columns(4)
         if PATH_CHOICE in opts["dataset"]:
-            c1.text_input("Folder or .zip path", key="train_path",
+            c1.text_input("Folder or .zip path", key="train_path", placeholder="/path/to/images (class sub-folders)",
                           help="Used when the dataset is 'folder or zip': an ImageFolder layout, or a zip of one.")
         if n_gpus > 1:
             c2.number_input("Processes", 1, n_gpus, step=1, key="train_nproc",

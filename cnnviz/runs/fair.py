@@ -1,7 +1,7 @@
 """Fair order of the queue: round-robin across owners, the owner whose last start is oldest first.
 
     order(entries, last_starts)        # the entries in the order dispatch would start them
-    load(qdir) / record(qdir, owner)   # <runs>/.queue/fair.json: each owner's last start (under the lock)
+    load(qdir) / record(qdir, owner)   # <runs>/.queue/fair.state: each owner's last start (under the lock)
     ahead(entries, last_starts, mine)  # runs ahead of the first of `mine`, and how many people own them
 
 Within one owner runs start oldest first. An owner who never started a run goes before everyone who
@@ -19,7 +19,7 @@ from typing import Iterable
 from ..atomic import atomic_write_bytes
 from .layout import read_json
 
-FAIR_FILE = "fair.json"
+FAIR_FILE = "fair.state"  # JSON, but not *.json: every .json file under .queue is a queue entry
 
 
 def key(owner: str | None) -> str:
@@ -27,7 +27,7 @@ def key(owner: str | None) -> str:
 
 
 def load(qdir: Path) -> dict[str, float]:
-    """owner -> time of their last start (a number that only grows), from <qdir>/fair.json."""
+    """owner -> time of their last start (a number that only grows), from <qdir>/fair.state."""
     d = read_json(Path(qdir) / FAIR_FILE)
     starts = d.get("last_start") if isinstance(d, dict) else None
     if not isinstance(starts, dict):
