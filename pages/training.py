@@ -502,7 +502,9 @@ def queue_panel(mine: list[RunSnapshot]) -> None:
     mine_ids = {r.run_id for r in mine if r.status == Status.QUEUED and r.owner == user.id}
     ahead = queue.ahead_of(mine_ids) if mine_ids else None
     text = f"**Queue:** {len(waiting)} run(s) waiting, from {people} {'person' if people == 1 else 'people'}"
-    if ahead is not None:
+    if ahead is not None and ahead[0] == 0:
+        text += "; yours is next"
+    elif ahead is not None:
         text += f"; {ahead[0]} run(s) ahead of yours, from {ahead[1]} {'person' if ahead[1] == 1 else 'people'}"
     text += ". Runs start in turns: whoever started a run least recently goes next."
     row = st.container(horizontal=True, vertical_alignment="center")
