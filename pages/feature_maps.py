@@ -81,8 +81,13 @@ def _cam(key: str, digest: str, layer: str, target: int, _model, _x):
 
 
 def _runs() -> list:
-    """Runs with weights to look at (listed from their summaries: a half-written run has no checkpoint)."""
-    return [r for r in list_runs() if r.last_checkpoint or r.checkpoints]
+    """Runs with weights to look at (listed from their summaries: a half-written run has no checkpoint);
+    with sign-in the user's own (a teacher's: all)."""
+    from cnnviz.runs.access import mine
+    from ui.auth import current_user
+
+    user = current_user()
+    return [r for r in mine(user, list_runs()) if r.last_checkpoint or r.checkpoints] if user is not None else []
 
 
 # ---- model and weights ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from cnnviz.train import TrainConfig
 from cnnviz.uploads import UploadError, dataset_allowed, list_uploads, save_upload, uploads_dir
 from cnnviz.users import LOCAL, User, UserError, from_claims, is_user_id, known, remember, resolve, user_id
 
-from .runtools import append, fake_run, runs_root, wait_for  # noqa: F401  (fixture)
+from .runtools import fake_run, runs_root, wait_for  # noqa: F401  (fixture)
 
 ISS = "https://idp.school.test"
 TINY = dict(model="lenet5", dataset="shapes", epochs=1, batch_size=32, device="cpu", limit_train=64, limit_test=32)
@@ -166,8 +166,8 @@ def test_students_queue_only_for_themselves_and_only_on_named_datasets_or_their_
     assert dataset_allowed(alice, f"zip:{mine_zip}") and not dataset_allowed(bob, f"zip:{mine_zip}")
     assert not dataset_allowed(bob, f"zip:{mine_zip.parent}/../{alice.id}/{mine_zip.name}")
     assert dataset_allowed(teacher, "folder:/srv/class-data") and dataset_allowed(bob, "cifar10")
-    queue.submit(TrainConfig(**TINY), runs_root, owner=alice.id, by=teacher, dispatch_now=False)  # a teacher may
-    assert runs_root.glob("*/config.json")
+    made = queue.submit(TrainConfig(**TINY), runs_root, owner=alice.id, by=teacher, dispatch_now=False)  # a teacher may
+    assert [p.parent for p in runs_root.glob("*/config.json")] == [made] and owner_of(made) == alice.id
 
 
 def test_pausing_the_queue_is_for_admins(runs_root, people):  # noqa: F811

@@ -233,3 +233,23 @@ def test_an_expired_sign_in_asks_again_and_keeps_the_queued_run(short_signin_app
     assert rid in main_text(page) and status(runs, rid) == Status.QUEUED
     assert idp.provider.logins == ["alice", "alice"]
     ctx.close()
+
+
+def test_a_broken_auth_section_is_one_line_at_start_and_on_the_page(tmp_path, artifacts, browser):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[auth]\nredirect_uri = "http://localhost:{port}/oauth2callback"\n'
+                       'client_id = "x"\nclient_secret = "y"\n'
+                       'server_metadata_url = "http://127.0.0.1:9/.well-known/openid-configuration"\n')
+    with running_app({"CNNVIZ_RUNS": str(tmp_path / "runs")}, timeout=120,
+                     args=["--secrets.files", str(secrets)]) as url:
+        port = url.rsplit(":", 1)[1]
+        log = (artifacts / f"streamlit-{port}.log").read_text()
+        lines = [ln for ln in log.splitlines() if ln.startswith("cnnviz: sign-in")]
+        assert lines == ["cnnviz: sign-in is configured but broken: [auth] in .streamlit/secrets.toml: "
+                         "cookie_secret is missing (a random string of 16 characters or more, e.g. `python -c "
+                         "\"import secrets; print(secrets.token_hex(32))\"`)."], log[-2000:]
+        ctx, page = _tab(browser, url.replace("127.0.0.1", "localhost"))
+        goto(page, url.replace("127.0.0.1", "localhost"), "train")
+        text = main_text(page)
+        assert "cookie_secret is missing" in text and "Start training" not in text  # closed, not open to all
+        ctx.close()
