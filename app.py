@@ -19,7 +19,7 @@ from ui.nav import PAGES, server_lifespan
 def main() -> None:
     # imported here, not at the top: importing its st.cache_data functions when `streamlit run`
     # imports this module, before Streamlit's runtime exists, logs "No runtime found" warnings
-    from ui import image_state, serving
+    from ui import auth, image_state, serving
 
     st.set_page_config(page_title="cnnviz", page_icon=":material/blur_on:", layout="wide")
     serving.note_session()  # under `python -m cnnviz serve`: one log line per session and worker
@@ -29,8 +29,14 @@ def main() -> None:
         sections.setdefault(p.section, []).append(
             st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url, default=p.url == "home")
         )
-    page = st.navigation(sections)
-    image_state.sidebar_picker()
+    # with sign-in ([auth] in secrets.toml), a signed-out visitor sees the home page and Sign in only
+    signed_out = auth.signed_out()
+    page = st.navigation(sections, position="hidden" if signed_out else "sidebar")
+    auth.sidebar_account()
+    if signed_out and page.url_path not in ("", "home"):
+        auth.require_user()  # the sign-in box, and stop
+    if not signed_out:
+        image_state.sidebar_picker()
     page.run()
 
 

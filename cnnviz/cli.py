@@ -1,4 +1,4 @@
-"""Command line: `python -m cnnviz train|sweep|runs|stop|export ...`.
+"""Command line: `python -m cnnviz train|sweep|runs|stop|pause|unpause|export ...`.
 
 `train` shows a tqdm progress bar on stderr, a line per epoch, and prints a JSON summary as
 the LAST line of stdout. Ctrl-C (SIGINT) or SIGTERM stops at the next step with a checkpoint
@@ -8,7 +8,9 @@ prints its directory; `--tensorboard LOGDIR` also writes the run's TensorBoard e
 trains. Exit code: 0 finished/stopped/queued, 1 diverged, 2 error.
 `sweep` queues a grid of runs (comma-separated values), or with `--search tpe|random` an Optuna search
 (ranges low:high[:log] and choices; see cnnviz/cli_search.py), `runs` lists runs (`--json`), `stop`
-stops a running run or cancels a queued one. All of them honour $CNNVIZ_RUNS.
+stops a running run or cancels a queued one, `pause`/`unpause` hold and release the queue. All of
+them honour $CNNVIZ_RUNS. The command line acts as an admin (it has the shell anyway): it may stop,
+cancel or export any run; `--owner` (train --queue, sweep) says whose runs they are.
 
 `export` writes a standalone script (`--script`), the weights (`--checkpoint`), an ONNX bundle
 (`--bundle OUT_DIR`: model.onnx, model.safetensors, labels.json, preprocess.json, predict.py,
@@ -54,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
             t.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None, help=help_)
     t.add_argument("--config", type=Path, default=None, help="a TrainConfig JSON file (flags override it)")
     t.add_argument("--queue", action="store_true", help="queue the run and return (it starts when a slot is free)")
-    t.add_argument("--owner", default=None, help="with --queue: the user the run belongs to")
+    t.add_argument("--owner", default=None, help="with --queue: the user the run belongs to (their e-mail, once "
+                                                 "they signed in, or their user id u-...)")
     t.add_argument("--run-dir", type=Path, default=None, help="the run directory (default: $CNNVIZ_RUNS/<id>)")
     t.add_argument("--resume", type=Path, default=None, help="continue the run in this directory")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         sw.add_argument("--" + name.replace("_", "-"), dest=name, type=str, default=None,
                         help=f"{help_}: one value or several, comma-separated ({typ.__name__})")
     sw.add_argument("--nproc", type=int, default=None, help="processes per run (torchrun)")
-    sw.add_argument("--owner", default=None, help="the user the sweep's runs belong to")
+    sw.add_argument("--owner", default=None, help="the user the sweep's runs belong to (e-mail or user id)")
     _search_flags(sw)
     r = sub.add_parser("runs", help="list the runs: id, status, epochs done, test accuracy, queue position")
     r.add_argument("--json", action="store_true", help="one JSON list of objects")
     s = sub.add_parser("stop", help="stop a running run (checkpoint saved) or cancel a queued one")
     s.add_argument("run_dir", type=Path)
+    sub.add_parser("pause", help="pause the queue: runs that train go on, nothing new starts")
+    sub.add_parser("unpause", help="let the paused queue start runs again")
     e = sub.add_parser("export", help="export a run: a standalone script, its weights, an ONNX bundle, "
                                       "TensorBoard events")
     e.add_argument("run_dir", type=Path, help="a run directory (or, with --bundle only, a .safetensors checkpoint)")
@@ -313,6 +318,27 @@ def _dispatch_quietly() -> None:
         print(f"note: the queue was not dispatched: {exc}", file=sys.stderr)
 
 
+def _owner(text: str | None) -> str | None:
+    """--owner as a user id (an e-mail is looked up among the users who signed in); ValueError if unknown."""
+    from .runs import runs_root
+    from .users import resolve
+
+    return resolve(text, runs_root()) if text else None
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    """Pause or unpause the queue (the CLI acts as an admin)."""
+    from .runs import queue
+
+    if args.command == "pause":
+        queue.pause()
+        print("queue paused: runs that train go on; nothing new starts until `python -m cnnviz unpause`")
+    else:
+        queue.unpause()
+        print("queue running again")
+    return 0
+
+
 def _queue_run(args: argparse.Namespace, cfg) -> int:
     from .runs import queue
 
@@ -320,7 +346,7 @@ def _queue_run(args: argparse.Namespace, cfg) -> int:
         print("error: --queue names its own run directory under $CNNVIZ_RUNS; drop --run-dir", file=sys.stderr)
         return 2
     try:
-        run_dir = queue.submit(cfg, resume_run_dir=args.resume, nproc=args.nproc, owner=args.owner)
+        run_dir = queue.submit(cfg, resume_run_dir=args.resume, nproc=args.nproc, owner=_owner(args.owner))
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -344,7 +370,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 2
     grid = {name: getattr(args, name) for name, _, _ in _settings() if getattr(args, name) is not None}
     try:
-        sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc, owner=args.owner)
+        sweep_id, dirs = sweeps.submit_grid(grid, preset=args.preset, nproc=args.nproc, owner=_owner(args.owner))
     except (ValueError, TypeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -474,4 +500,5 @@ def main(argv: list[str] | None = None) -> int:
         from .serve import main as serve_main
 
         return serve_main(args)
-    return {"sweep": cmd_sweep, "runs": cmd_runs, "stop": cmd_stop, "export": cmd_export}[args.command](args)
+    return {"sweep": cmd_sweep, "runs": cmd_runs, "stop": cmd_stop, "export": cmd_export, "pause": cmd_pause,
+            "unpause": cmd_pause}[args.command](args)

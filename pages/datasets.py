@@ -36,6 +36,26 @@ MEMORY_ENTRIES = 6
 
 
 @st.cache_resource(show_spinner=False)
+def _keep_upload(up) -> None:
+    """With sign-in: keep an uploaded zip in the user's own uploads folder (a quota), to train on it."""
+    from cnnviz.uploads import UploadError, quota_bytes, save_upload, used_bytes
+    from ui.auth import current_user, sign_in_configured
+
+    user = current_user()
+    if not sign_in_configured() or user is None or user.id == "local":
+        return
+    if st.button("Keep it to train on", key="ds_keep_upload", icon=":material/save:",
+                 help="Saves the zip in your own uploads folder; the Train page then offers it as a dataset."):
+        try:
+            path = save_upload(user.id, up.name, up.getvalue())
+        except (UploadError, OSError) as exc:
+            user_error(str(exc).splitlines()[0])
+            return
+        st.success(f"Kept as {path.name}: pick it on the Train page.", icon=":material/check:")
+    st.caption(f"Your kept uploads: {used_bytes(user.id) / 2**20:,.1f} of {quota_bytes() / 2**20:,.0f} MB "
+               "(CNNVIZ_UPLOAD_QUOTA_MB).")
+
+
 def _memory() -> OrderedDict:
     """Loaded datasets kept across reruns and sessions: (spec, split, source key) -> ImageDataset."""
     return OrderedDict()
@@ -118,6 +138,7 @@ try:
             st.info("Upload a .zip with one folder per class.", icon=":material/upload_file:")
         else:
             ds = _load(f"zip:{up.name}", split, upload=up)
+            _keep_upload(up)
 except D.DatasetError as exc:
     user_error(str(exc))
     ds = None

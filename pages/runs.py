@@ -1,4 +1,7 @@
-"""Runs: compare training runs, then look inside one: confusion matrix, mistakes, maps across epochs."""
+"""Runs: compare training runs, then look inside one: confusion matrix, mistakes, maps across epochs.
+
+With sign-in a user sees their own runs here (admins: all); everyone's finished runs are on the Class
+board page, read-only."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ from streamlit.errors import StreamlitAPIException
 
 from cnnviz import plots, search_plots
 from cnnviz.augment import hazard_line, label_hazards
-from cnnviz.runs import RunSnapshot, list_runs, read_run, search, snapshot, sweeps
-from cnnviz.train import bundle, evaluate, scrub
+from cnnviz.runs import RunSnapshot, access, list_runs, manage, read_run, search, snapshot, sweeps
+from cnnviz.train import evaluate, scrub
 from cnnviz.inspect import features
 from cnnviz.models.checkpoints import CheckpointError
 from cnnviz.images.display import tensor_to_pil, upscale_nearest
+from ui import auth
 from ui.bundle import bundle_download
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import error_line, page_header
@@ -267,14 +271,14 @@ def pick_run(all_runs: list[RunSnapshot], by_id: dict[str, RunSnapshot]) -> RunS
     return by_id[rid]
 
 
-def run_header(run: RunSnapshot, ckpt: Path) -> None:
+def run_header(run: RunSnapshot, ckpt: Path, user) -> None:
     c1, c2, c3 = st.columns([2, 1, 1.3])
     c1.caption(f"Weights: `{ckpt}` · saved epochs: {', '.join(map(str, run.checkpoints)) or 'none'} · "
                f"model {run.config.get('model')} on {run.config.get('dataset')}. The bundle is these weights as "
                "ONNX with a predict.py that runs without PyTorch.")
     with c3:
         bundle_download("runs", f"{run.run_id}|{ckpt}|{Path(ckpt).stat().st_mtime_ns}", f"{run.run_id}-bundle",
-                        lambda: bundle.source_from_run(run.run_dir))
+                        lambda: manage.bundle_source(run.run_dir, by=user))
     if c2.button("Open in Feature maps", key="runs_open_fm", icon=":material/layers:",
                  help="Use these weights on the Feature maps page."):
         st.session_state["feature_maps_checkpoint"] = str(ckpt)
@@ -441,7 +445,8 @@ def maps_across_epochs(run: RunSnapshot, ckpt: Path) -> None:
 
 def main() -> None:
     page_header("Runs", INTRO)
-    all_runs = list_runs()
+    user = auth.require_user()
+    all_runs = access.mine(user, list_runs())
     if not all_runs:
         no_runs()
         return
@@ -456,7 +461,7 @@ def main() -> None:
         return
     ckpts = run.checkpoints
     ckpt = run.last_checkpoint or ckpts[max(ckpts)]
-    run_header(run, ckpt)
+    run_header(run, ckpt, user)
     tab_eval, tab_scrub = st.tabs(["Mistakes", "Feature maps across epochs"])
     with tab_eval:
         mistakes(run, ckpt)

@@ -2,24 +2,31 @@
 run under the runs folder, read from the run directories (they outlive this server).
 
 The form is built from `TrainConfig.settings()` (each field's type, help, choices and bounds), so a
-new training setting appears here, in the CLI and in sweeps at once."""
+new training setting appears here, in the CLI and in sweeps at once.
+
+With sign-in each user sees and manages their own runs (admins: all), and every action passes the
+acting user to the backend, which refuses a run that is not theirs; the queue is shown anonymised
+("3 runs ahead of yours, from 2 people")."""
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
 from cnnviz import augment, data, models, plots
 from cnnviz.device import available_devices
-from cnnviz.runs import LAST_WEIGHTS, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
+from cnnviz.models.design import design_names
+from cnnviz.runs import LAST_WEIGHTS, NotAllowed, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
 from cnnviz.runs import snapshot as run_snapshot
-from cnnviz.runs import search, sweeps
+from cnnviz.runs import access, manage, search, sweeps
 from cnnviz.runs.quotas import Limits
 from cnnviz.train import PRESETS, TrainConfig
+from cnnviz.uploads import list_uploads, uploads_dir
+from cnnviz.users import User, display_name, known
+from ui import auth
 from ui.layout import error_line, page_header
 from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
 
@@ -38,11 +45,23 @@ STATUS_ICON = {"starting": ":material/hourglass_top:", "running": ":blue[:materi
                "queued": ":material/schedule:"}
 
 
-def visitor() -> str:
-    """Who is acting, for the per-visitor limits: this browser session (the signed-in user, with sign-in)."""
-    import secrets
+def me() -> User:
+    """The acting user (LOCAL without sign-in); a page that is signed out stops before this is called."""
+    return auth.current_user() or auth.require_user()
 
-    return st.session_state.setdefault("cnnviz_visitor", "session-" + secrets.token_hex(8))
+
+def visitor() -> str:
+    """Whose limits a request counts against: the signed-in user (two tabs of one user share them);
+    without sign-in this browser session."""
+    return auth.visitor(me())
+
+
+def limits() -> Limits:
+    """The limits of the acting user: the environment's and the teacher's quota; without sign-in no
+    running-at-once or storage limit (one user, nothing to share)."""
+    if not auth.sign_in_configured():
+        return Limits.from_env().local()
+    return Limits.for_user(me().id)
 
 
 def key(name: str) -> str:
@@ -56,8 +75,19 @@ def sweep_key(name: str) -> str:
 
 # ---------------------------------------------------------------- choices
 def model_choices() -> list[str]:
-    """Registered models made for small (<= 64 px) inputs, then the designs saved on the Architectures page."""
-    return [n for n in models.names() + models.design_names() if models.info(n).input_size <= 64]
+    """Registered models made for small (<= 64 px) inputs, then the designs saved on the Architectures page
+    (the shared designs folder, and the user's own with sign-in)."""
+    mine = design_names(auth.designs_folder(me())) if auth.sign_in_configured() else []
+    names = list(dict.fromkeys(models.names() + models.design_names() + mine))
+    return [n for n in names if models.info(n).input_size <= 64]
+
+
+def upload_choices() -> list[str]:
+    """The user's kept uploads (Datasets page) as zip: datasets, with sign-in."""
+    user = me()
+    if not auth.sign_in_configured() or user.id == "local":
+        return []
+    return [f"zip:{(uploads_dir(user.id) / name).resolve()}" for name, _ in list_uploads(user.id)]
 
 
 def augment_choices() -> list[str]:
@@ -75,7 +105,8 @@ def gpu_count() -> int:
 
 def options() -> dict[str, list]:
     """Fields offered as a list of values (the form's selects and the sweep's multiselects)."""
-    opts = {"model": model_choices(), "dataset": data.dataset_choices() + [PATH_CHOICE],
+    paths = [PATH_CHOICE] if me().is_admin else []  # paths on the server: admins (and the local user) only
+    opts = {"model": model_choices(), "dataset": data.dataset_choices() + upload_choices() + paths,
             "augment": augment_choices(), "lr": LRS, "batch_size": BATCH_SIZES,
             "device": ["auto"] + available_devices()}
     for name, f in FIELDS.items():
@@ -159,8 +190,9 @@ def draw_form(opts: dict[str, list], n_gpus: int) -> bool:
             for col, name in zip(cols, names[row:row + 4]):
                 field_widget(col, name, opts)
         c1, c2, _, _ = st.columns(4)
-        c1.text_input("Folder or .zip path", key="train_path", placeholder="/path/to/images (class sub-folders)",
-                      help="Used when the dataset is 'folder or zip': an ImageFolder layout, or a zip of one.")
+        if PATH_CHOICE in opts["dataset"]:
+            c1.text_input("Folder or .zip path", key="train_path", placeholder="/path/to/images (class sub-folders)",
+                          help="Used when the dataset is 'folder or zip': an ImageFolder layout, or a zip of one.")
         if n_gpus > 1:
             c2.number_input("Processes", 1, n_gpus, step=1, key="train_nproc",
                             help=f"DistributedDataParallel over this many of the {n_gpus} GPUs (torchrun); "
@@ -203,10 +235,10 @@ def start(n_gpus: int) -> None:
         grid = sweep_grid()
         if grid:
             sweep_id, dirs = sweeps.submit_grid(grid, base=cfg.to_dict(), nproc=nproc, visitor=visitor(),
-                                                limits=Limits.from_env())
+                                                limits=limits(), by=me())
             st.toast(f"Sweep {sweep_id}: {len(dirs)} runs queued", icon=":material/grid_view:")
             return
-        run_dir = queue.submit(cfg, nproc=nproc, visitor=visitor(), limits=Limits.from_env())
+        run_dir = queue.submit(cfg, nproc=nproc, visitor=visitor(), limits=limits(), by=me())
     except (ValueError, OSError) as exc:
         error_line("Not started", exc)
         return
@@ -296,28 +328,23 @@ def fmt_s(s: float | None) -> str:
     return str(_dt.timedelta(seconds=s)) if s >= 60 else f"{s} s"
 
 
-def export_text(run_dir: Path) -> str:
-    from cnnviz.train.export import export_script
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "train_run.py"
-        export_script(run_dir, out)
-        return out.read_text()
+def export_text(run_dir: Path, user: User) -> str:
+    return manage.training_script(run_dir, by=user)
 
 
 def resume_box(snap: RunSnapshot, row) -> None:
     rid, done = snap.run_id, snap.epochs_done
     with row.popover("Resume", icon=":material/play_arrow:"):
         total = st.number_input("Train until epoch", min_value=max(1, done + (snap.status == Status.FINISHED)),
-                                max_value=Limits.from_env().max_epochs or int(FIELDS["epochs"].metadata["high"]),
+                                max_value=limits().max_epochs or int(FIELDS["epochs"].metadata["high"]),
                                 value=max(int(snap.config.get("epochs", 1)), done + 1), step=1,
                                 key=f"train_resume_ep_{rid}")
         if st.button("Resume from the last checkpoint", key=f"train_resume_{rid}", type="primary"):
             try:
                 queue.submit(TrainConfig.from_dict({**snap.config, "epochs": int(total)}), resume_run_dir=snap.run_dir,
-                             visitor=visitor(), limits=Limits.from_env())
+                             visitor=visitor(), limits=limits(), by=me())
                 st.rerun()
-            except ValueError as exc:
+            except (ValueError, NotAllowed) as exc:
                 error_line("Can't resume", exc)
 
 
@@ -327,11 +354,11 @@ def delete_confirm(snap: RunSnapshot) -> None:
     c1, c2, _ = st.columns([1, 1, 4])
     if c1.button("Yes, delete", key=f"train_delete_yes_{rid}", type="primary"):
         try:
-            delete_run(snap.run_dir)
+            delete_run(snap.run_dir, by=me())
             st.session_state.pop(f"train_confirm_delete_{rid}", None)
             st.toast(f"Deleted {rid}")
             st.rerun()
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:  # NotAllowed is an OSError (PermissionError)
             error_line("Not deleted", exc)
     if c2.button("Cancel", key=f"train_delete_no_{rid}"):
         st.session_state.pop(f"train_confirm_delete_{rid}", None)
@@ -339,20 +366,33 @@ def delete_confirm(snap: RunSnapshot) -> None:
 
 
 def actions(snap: RunSnapshot) -> None:
-    """Cancel (queued), Stop (training), or Resume / Delete / downloads (ended) for one run."""
+    """Cancel (queued), Stop (training), or Resume / Delete / downloads (ended) for one run; none for a run
+    the user may not manage (the backend would refuse it anyway)."""
     rid, run_dir = snap.run_id, snap.run_dir
+    if not access.may_manage(me(), run_dir, snap.owner):
+        st.caption(":material/lock: Someone else's run: only its owner and the teachers can stop, delete or "
+                   "download it.")
+        return
     row = st.container(horizontal=True, gap="small")
     if snap.status == Status.QUEUED:
         if row.button("Cancel", key=f"train_cancel_{rid}", icon=":material/cancel:",
                       help="Takes the run out of the queue (a new run that never started is removed)."):
-            queue.cancel(run_dir)
+            try:
+                queue.cancel(run_dir, by=me())
+            except NotAllowed as exc:
+                error_line("Not cancelled", exc)
+                return
             st.toast(f"Cancelled {rid}")
             st.rerun()
         return
     if snap.alive:
         if row.button("Stop", key=f"train_stop_{rid}", icon=":material/stop:",
                       help="Ends the run at the next step and saves a checkpoint (status 'stopped')."):
-            request_stop(run_dir)
+            try:
+                request_stop(run_dir, by=me())
+            except NotAllowed as exc:
+                error_line("Not stopped", exc)
+                return
             st.toast(f"Stopping {rid}…")
         return
     last = run_dir / LAST_WEIGHTS
@@ -364,11 +404,12 @@ def actions(snap: RunSnapshot) -> None:
             st.session_state[confirm_key] = True
             st.rerun()
     if last.is_file():
-        row.download_button("Checkpoint", data=last.read_bytes, file_name=f"{rid}.safetensors",
+        row.download_button("Checkpoint", data=lambda d=run_dir, u=me(): manage.checkpoint_bytes(d, by=u),
+                            file_name=f"{rid}.safetensors",
                             mime="application/octet-stream", key=f"train_dl_ckpt_{rid}",
                             icon=":material/download:", on_click="ignore",
                             help="The newest weights (safetensors with the run's metadata).")
-        row.download_button("Training script", data=lambda d=run_dir: export_text(d),
+        row.download_button("Training script", data=lambda d=run_dir, u=me(): export_text(d, u),
                             file_name=f"train_{rid}.py", mime="text/x-python", key=f"train_dl_script_{rid}",
                             icon=":material/code:", on_click="ignore",
                             help="A standalone PyTorch script that reproduces this run.")
@@ -379,8 +420,10 @@ def actions(snap: RunSnapshot) -> None:
 def progress_text(snap: RunSnapshot) -> str:
     total = int(snap.config.get("epochs", 1))
     if snap.status == Status.QUEUED:
+        if queue.paused():
+            return f"Waiting in the queue, position {snap.queue_position or '?'}: a teacher paused the queue."
         return (f"Waiting in the queue, position {snap.queue_position or '?'}: it starts when a slot is free "
-                f"({queue.max_runs()} run(s) at a time here).")
+                f"({queue.max_runs()} run(s) at a time here, taking turns between people).")
     if snap.status.training:
         if not snap.last_step:
             return "Loading data and building the model…"
@@ -392,7 +435,10 @@ def progress_text(snap: RunSnapshot) -> str:
 def draw_status(snap: RunSnapshot) -> None:
     """Status line, progress bar with ETA, error and advice, and the headline metrics."""
     cfg = snap.config
-    st.markdown(f"#### {STATUS_ICON.get(str(snap.status), '')} `{snap.run_id}` · {snap.status}")
+    by = ""
+    if auth.sign_in_configured() and me().is_admin:
+        by = " · yours" if snap.owner == me().id else f" · {display_name(snap.owner, known(runs_root()))}"
+    st.markdown(f"#### {STATUS_ICON.get(str(snap.status), '')} `{snap.run_id}` · {snap.status}{by}")
     st.caption(f"{cfg.get('model')} on {cfg.get('dataset')} · augment {str(cfg.get('augment'))[:40]} · "
                f"{cfg.get('optimizer')} lr {cfg.get('lr', 0):g} ({cfg.get('schedule')}) · batch "
                f"{cfg.get('batch_size')} · {cfg.get('epochs')} epochs · device {snap.device or cfg.get('device')}")
@@ -528,6 +574,45 @@ def draw_runs(all_runs: list[RunSnapshot]) -> None:
                 st.code(json.dumps(snap.config, indent=2), language="json")
 
 
+def queue_panel(mine: list[RunSnapshot]) -> None:
+    """With sign-in: the whole queue anonymised and where the user's runs stand; for admins the queue
+    with names, and Pause / Resume."""
+    if not auth.sign_in_configured():
+        return
+    user = me()
+    waiting = queue.entries()
+    people = len({e.owner for e in waiting})
+    mine_ids = {r.run_id for r in mine if r.status == Status.QUEUED and r.owner == user.id}
+    ahead = queue.ahead_of(mine_ids) if mine_ids else None
+    text = f"**Queue:** {len(waiting)} run(s) waiting, from {people} {'person' if people == 1 else 'people'}"
+    if ahead is not None and ahead[0] == 0:
+        text += "; yours is next"
+    elif ahead is not None:
+        text += f"; {ahead[0]} run(s) ahead of yours, from {ahead[1]} {'person' if ahead[1] == 1 else 'people'}"
+    text += ". Runs start in turns: whoever started a run least recently goes next."
+    row = st.container(horizontal=True, vertical_alignment="center")
+    paused = queue.paused()
+    row.markdown(text + (f" **Paused** by {paused.get('by', 'a teacher')}." if paused else ""))
+    if not user.is_admin:
+        return
+    if paused:
+        if row.button("Resume the queue", key="train_queue_resume", icon=":material/play_arrow:"):
+            queue.unpause(by=user)
+            st.rerun()
+    elif row.button("Pause the queue", key="train_queue_pause", icon=":material/pause:",
+                    help="Runs that train go on; nothing new starts until you resume it."):
+        queue.pause(by=user)
+        st.rerun()
+    if waiting:
+        names = known(runs_root())
+        pos = queue.positions()
+        st.dataframe([{"place": pos.get(e.run_dir.name), "run": e.run_dir.name,
+                       "owner": display_name(e.owner, names)}
+                      for e in sorted(waiting, key=lambda e: pos.get(e.run_dir.name, 0))],
+                     hide_index=True, key="train_queue_table")
+        st.caption("The whole queue in the order runs will start (teachers only see the names).")
+
+
 def main() -> None:
     page_header(
         "Train",
@@ -537,16 +622,19 @@ def main() -> None:
         "the server, does not stop a run. Give several values to **sweep** a grid of settings. Stopped or "
         "interrupted runs can be resumed; every run keeps its checkpoints for the **Runs** page.",
     )
+    user = auth.require_user()
     opts = options()
     init_state(opts)
     n_gpus = gpu_count()
     dispatch()
     advance_searches()
-    any_live = any(r.alive for r in list_runs())
+    any_live = any(r.alive for r in access.mine(user, list_runs()))
     with st.expander("New run", expanded=not any_live, icon=":material/add_circle:"):
         if draw_form(opts, n_gpus):
             start(n_gpus)
-    draw_runs(list_runs())
+    mine = access.mine(user, list_runs())
+    queue_panel(mine)
+    draw_runs(mine)
 
 
 main()

@@ -132,7 +132,7 @@ def test_start_runs_a_process_that_streams_to_finished_with_charts():
 
 def test_one_slot_queues_the_second_run_which_can_be_cancelled_and_stop_ends_the_first():
     at = _page()
-    _tiny(at, train_epochs=200, train_limit_train=128)
+    _tiny(at, train_epochs=200, train_limit_train=128)  # long, within CNNVIZ_MAX_EPOCHS (200)
     first = _start(at)
     second = _start(at)
     wait_for(lambda: _status(first) == "running", "the first run to train")

@@ -59,7 +59,7 @@ def _sources() -> dict[str, str]:
     """'Start from' choices: label -> how to get it."""
     out = {f"preset: {n}": f"preset:{n}" for n in D.PRESETS}
     out.update({f"registry: {n}": f"registry:{n}" for n in _plain()})
-    out.update({f"saved: {n[len(D.PREFIX):]}": f"saved:{n}" for n in D.design_names()})
+    out.update({f"saved: {n[len(D.PREFIX):].split('/')[-1]}": f"saved:{n}" for n in D.design_names(_folder())})
     return out
 
 
@@ -121,16 +121,31 @@ def _import_file() -> None:
         _import(f.getvalue(), f.name)
 
 
+def _folder():
+    """Where this user's designs go: the designs folder, or with sign-in a folder of the user's own."""
+    from ui.auth import designs_folder
+
+    return designs_folder()
+
+
+def _model_name(path) -> str:
+    """The model name of a saved design file ('design:NAME.json', or 'design:<user id>/NAME.json')."""
+    try:
+        return D.PREFIX + path.resolve().relative_to(D.designs_root().resolve()).as_posix()
+    except ValueError:
+        return D.PREFIX + path.name
+
+
 def _save(design: D.Design, classes: int) -> None:
     try:
-        existed = (D.designs_root() / D.file_name(design.name)).is_file()
-        path = D.save(design, classes)
+        existed = (_folder() / D.file_name(design.name)).is_file()
+        path = D.save(design, classes, folder=_folder())
     except (ValueError, OSError) as exc:
         st.session_state[K_MSG] = ("error", one_line(exc))
         return
     replaced = " (replacing the old one)" if existed else ""
-    st.session_state[K_MSG] = ("ok", f"Saved {path.name} in {D.designs_root()}{replaced}: pick "
-                                     f"**{D.PREFIX}{path.name}** on the Train and Feature maps pages.")
+    st.session_state[K_MSG] = ("ok", f"Saved {path.name} in {_folder()}{replaced}: pick "
+                                     f"**{_model_name(path)}** on the Train and Feature maps pages.")
 
 
 # ---- widgets --------------------------------------------------------------------------------------
@@ -368,15 +383,15 @@ def render() -> None:
     st.subheader("Save, export, import", divider="gray")
     t_save, t_json, t_code, t_import = st.tabs(["Save", "JSON", "PyTorch code", "Import JSON"])
     with t_save:
-        target = D.designs_root() / D.file_name(design.name)
+        target = _folder() / D.file_name(design.name)
         st.button(f"Save as {target.name}", key="des_save", on_click=_save, args=(design, classes),
                   icon=":material/save:", type="primary", disabled=not analysis.ok,
                   help=None if analysis.ok else "Fix the problem above first.")
-        st.caption(f"Saved under `{D.designs_root()}` (set `CNNVIZ_DESIGNS` to move it). A saved design is the model "
-                   f"`{D.PREFIX}{target.name}` on the Train and Feature maps pages and on the command line "
-                   f"(`python -m cnnviz train --model {D.PREFIX}{target.name}`); its checkpoints record the design "
+        st.caption(f"Saved under `{_folder()}` (set `CNNVIZ_DESIGNS` to move it). A saved design is the model "
+                   f"`{_model_name(target)}` on the Train and Feature maps pages and on the command line "
+                   f"(`python -m cnnviz train --model {_model_name(target)}`); its checkpoints record the design "
                    f"(hash {design.hash}), so they load only into this design.")
-        saved = D.design_names()
+        saved = D.design_names(_folder())
         st.caption(f"Saved designs: {', '.join(s[len(D.PREFIX):] for s in saved)}." if saved
                    else "No saved designs yet.")
     with t_json:

@@ -44,6 +44,8 @@ PAGES: list[PageDef] = [
             "Train LeNet5 or a ResNet with live loss and accuracy, stop and resume."),
     PageDef("Training", "pages/runs.py", "Runs", ":material/monitoring:", "runs",
             "Compare runs, confusion matrices, mistakes, feature maps across epochs."),
+    PageDef("Training", "pages/class_board.py", "Class board", ":material/leaderboard:", "class",
+            "Everyone's finished runs ranked by test accuracy per dataset; the teacher's view of usage and quotas."),
 ]
 
 
@@ -91,4 +93,7 @@ def route_with_st_navigation_from_the_start() -> bool:
 async def server_lifespan(_app):
     """st.App lifespan (app.py): runs once when the server starts, before any session."""
     route_with_st_navigation_from_the_start()
+    from ui.auth import startup_check
+
+    startup_check()  # one line on stderr: sign-in on, or what is wrong with [auth]
     yield

@@ -35,8 +35,11 @@ def runs_with_checkpoints() -> list:
     """The training runs that have saved weights, newest first (listed from their summaries: a
     half-written run has no checkpoint yet)."""
     from cnnviz.runs import list_runs
+    from cnnviz.runs.access import mine
+    from ui.auth import current_user
 
-    return [r for r in list_runs() if r.checkpoints or r.last_checkpoint]
+    user = current_user()  # with sign-in: the user's own runs (a teacher's: all); signed out: none
+    return [r for r in mine(user, list_runs()) if r.checkpoints or r.last_checkpoint] if user is not None else []
 
 
 MICROSCOPE_HANDOFF = "microscope_handoff"

@@ -20,17 +20,23 @@ Modules:
 - `search`, `search_space`: Optuna searches (a study per sweep; ask-and-tell, pruning through the stop
   file) and the ranges/choices they vary.
 - `model`: `load_model`, a run's weights at a saved epoch.
-- `manage`: deleting a run (confined to the runs root, refusing live runs).
+- `manage`: deleting a run (confined to the runs root, refusing live runs), its checkpoint and script
+  for download; each takes the acting user.
+- `access`: who may manage a run (its owner and the admins; `NotAllowed` for anyone else).
+- `limits`: per-user limits (queued, running at once, epochs, sweep size, images, storage) and quotas.
+- `fair`: the queue's round-robin order across owners.
+- `usage`: the class board (finished runs ranked per dataset) and per-user usage for the teacher view.
 """
 
 from .layout import (CONFIG_FILE, GATE_FILE, LAST_STATE, LAST_WEIGHTS, LAUNCHER_FILE, LOG_FILE, METRICS_FILE,
                      PID_FILE, STOP_FILE, SUMMARY_FILE, SWEEP_FILE, epoch_checkpoint_name, request_stop, run_dirs,
                      runs_root)
+from .access import NotAllowed
 from .manage import delete_run
 from .status_type import Status
 from .store import RunSnapshot, list_runs, read_run, snapshot, summary
 
 __all__ = ["CONFIG_FILE", "GATE_FILE", "LAST_STATE", "LAST_WEIGHTS", "LAUNCHER_FILE", "LOG_FILE", "METRICS_FILE",
            "PID_FILE", "STOP_FILE", "SUMMARY_FILE", "SWEEP_FILE",
-           "epoch_checkpoint_name", "request_stop", "run_dirs", "runs_root", "delete_run", "Status",
+           "epoch_checkpoint_name", "request_stop", "run_dirs", "runs_root", "delete_run", "NotAllowed", "Status",
            "RunSnapshot", "list_runs", "read_run", "snapshot", "summary"]

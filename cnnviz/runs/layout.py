@@ -131,9 +131,15 @@ def thin_checkpoints(run_dir: Path, cap: int) -> None:
 PRUNE = "prune"  # the stop file's content when a search's pruner asks: the run ends as "pruned"
 
 
-def request_stop(run_dir: Path, reason: str = "stop") -> None:
+def request_stop(run_dir: Path, reason: str = "stop", *, by=None) -> None:
     """Ask the run training in `run_dir` (any process, any number of ranks) to stop with a checkpoint.
-    `reason` PRUNE (a search's pruner) makes it end with status "pruned" instead of "stopped"."""
+    `reason` PRUNE (a search's pruner) makes it end with status "pruned" instead of "stopped". `by`, the
+    acting user, must own the run or be an admin (`cnnviz.runs.access.NotAllowed`); None is the trusted
+    caller (the CLI, the Python API, a search's driver)."""
+    if by is not None:
+        from .access import require
+
+        require(by, Path(run_dir), "stop")
     atomic_write_bytes(Path(run_dir) / STOP_FILE, f"{reason}\n".encode())
 
 

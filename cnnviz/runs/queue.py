@@ -3,7 +3,8 @@
     run_dir = submit(config)          # queued, started at once if a slot is free
     dirs = submit_many(configs)       # all or nothing (a sweep)
     dispatch()                        # start queued runs while fewer than max_runs() train
-    position(run_dir), cancel(run_dir), entries()
+    position(run_dir), cancel(run_dir, by=user), entries()
+    pause(by=admin), unpause(by=admin), paused()
 
 A run is `python -m cnnviz train --config <run>/config.json --run-dir <run>` (an argv list), started
 by the executor (`cnnviz.runs.executor`). Dispatch holds an exclusive file lock (<runs>/.queue/lock),
@@ -14,6 +15,12 @@ Nothing in the queue can wedge it: a queue file that is not a valid entry, or wh
 is not directly under the runs root, is set aside in .queue/rejected/ with the reason beside it; a
 launch that fails ends that run as "error" with the executor's reason, and the next one starts.
 `CNNVIZ_MAX_RUNS` caps the runs training at once (default one per CUDA GPU, 1 without).
+
+The next run is picked round-robin across owners (`cnnviz.runs.fair`: the owner whose last start is
+oldest goes first), skipping an owner who already trains their `max_running` runs (a per-user limit
+the entry carries, or the teacher's quota). An admin can pause the queue (a `paused` file under
+.queue): nothing starts until it is removed. Cancelling and resuming take the acting user (`by`) and
+refuse a run that is not theirs (`cnnviz.runs.access`); `by=None` is the trusted caller (CLI, API).
 """
 
 from __future__ import annotations
@@ -28,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
+from . import access, fair
 from .executor import executor
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, SWEEP_FILE,
-                     inside_root, new_run_dir, root_of, run_dirs, write_json)
-from .quotas import Limits
+                     inside_root, new_run_dir, read_json, root_of, run_dirs, write_json)
+from .quotas import Limits, quota_of
 
 LOCK_FILE = "lock"
+PAUSE_FILE = "paused"
 REJECTED_DIR = "rejected"
 log = logging.getLogger(__name__)
 
@@ -48,6 +57,8 @@ class Entry:
     nproc: int | None
     queued_at: float
     owner: str | None = None
+    visitor: str | None = None
+    max_running: int = 0
 
 
 def max_runs() -> int:
@@ -110,8 +121,11 @@ def _parse(p: Path, root: Path) -> Entry:
     nproc = d.get("nproc")
     if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or not 1 <= nproc <= 64):
         raise ValueError(f"nproc {nproc!r} is not a number of processes")
+    cap = d.get("max_running") or 0
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 0:
+        raise ValueError(f"max_running {cap!r} is not a number of runs")
     return Entry(p, run_dir, bool(d.get("resume")), nproc, float(d.get("queued_at") or 0.0),
-                 str(d["owner"]) if d.get("owner") else None)
+                 str(d["owner"]) if d.get("owner") else None, str(d["visitor"]) if d.get("visitor") else None, cap)
 
 
 def entries(root: Path | None = None) -> list[Entry]:
@@ -132,8 +146,37 @@ def entries(root: Path | None = None) -> list[Entry]:
 
 
 def positions(root: Path | None = None) -> dict[str, int]:
-    """run id -> 1-based place in the queue of `root`."""
-    return {e.run_dir.name: i for i, e in enumerate(entries(root), 1)}
+    """run id -> 1-based place in the queue of `root`, in the fair (round-robin) order dispatch follows."""
+    return {e.run_dir.name: i for i, e in enumerate(fair.order(entries(root), fair.load(_qdir(root))), 1)}
+
+
+def ahead_of(run_ids: set[str], root: Path | None = None) -> tuple[int, int] | None:
+    """(runs ahead of the first of `run_ids` that waits, people owning them), or None if none waits:
+    the anonymised view of the queue ("12 runs ahead of yours, from 7 people")."""
+    return fair.ahead(entries(root), fair.load(_qdir(root)), set(run_ids))
+
+
+def paused(root: Path | None = None) -> dict | None:
+    """The pause record ({"by", "t"}) when an admin paused the queue of `root`, else None."""
+    p = _qdir(root) / PAUSE_FILE
+    if not p.exists():
+        return None
+    d = read_json(p)
+    return d if isinstance(d, dict) else {"by": "?", "t": 0}
+
+
+def pause(root: Path | None = None, *, by=None) -> None:
+    """Pause the queue (admins): runs that train go on, nothing new starts until `unpause`."""
+    access.require_admin(by, "pause the queue")
+    q = _qdir(root)
+    q.mkdir(parents=True, exist_ok=True)
+    write_json(q / PAUSE_FILE, {"by": getattr(by, "display", "the command line"), "t": time.time()})
+
+
+def unpause(root: Path | None = None, *, by=None) -> None:
+    access.require_admin(by, "resume the queue")
+    (_qdir(root) / PAUSE_FILE).unlink(missing_ok=True)
+    dispatch(root)
 
 
 def position(run_dir: Path) -> int | None:
@@ -142,9 +185,9 @@ def position(run_dir: Path) -> int | None:
 
 
 def _write_entry(run_dir: Path, root: Path, resume: bool, nproc: int | None, owner: str | None,
-                 visitor: str | None) -> Path:
+                 visitor: str | None, max_running: int = 0) -> Path:
     entry = {"run_dir": str(run_dir.resolve()), "run_id": run_dir.name, "resume": resume, "nproc": nproc,
-             "owner": owner, "visitor": visitor, "queued_at": time.time()}
+             "owner": owner, "visitor": visitor, "queued_at": time.time(), "max_running": max_running}
     path = _qdir(root) / f"{time.time_ns():020d}-{run_dir.name}.json"
     atomic_write_bytes(path, json.dumps(entry).encode())
     return path
@@ -152,8 +195,8 @@ def _write_entry(run_dir: Path, root: Path, resume: bool, nproc: int | None, own
 
 def _prepare(config, root: Path, sweep: dict | None, owner: str | None, visitor: str | None) -> Path:
     """A new run directory with its sweep/owner records but no config yet: it is not a run (nothing lists
-    it) until `_finish_prepare` writes the config, after its queue entry exists, so no reader ever sees a
-    run that is neither queued nor started."""
+    it) until the config is written, after its queue entry exists, so no reader ever sees a run that is
+    neither queued nor started."""
     run_dir = new_run_dir(config.model, config.dataset, root)
     try:
         if sweep is not None:
@@ -166,20 +209,40 @@ def _prepare(config, root: Path, sweep: dict | None, owner: str | None, visitor:
     return run_dir
 
 
+def _check_request(configs: list, by, owner: str | None) -> str | None:
+    """The owner of a request by `by` (its user id unless given), after checking its datasets."""
+    from ..uploads import dataset_allowed
+
+    for cfg in configs:
+        if not dataset_allowed(by, cfg.dataset):
+            raise access.NotAllowed(f"{by.display} may not train on {cfg.dataset[:80]}: on this server a student "
+                                    "trains on the named datasets and on their own uploads (Datasets page).")
+    if by is not None and owner is None:
+        owner = by.id
+    if by is not None and not by.is_admin and owner != by.id:
+        raise access.NotAllowed(f"{by.display} may not queue runs for someone else.")
+    return owner
+
+
 def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = None, nproc: int | None = None,
            sweep: dict | None = None, owner: str | None = None, visitor: str | None = None,
-           limits: Limits | None = None, dispatch_now: bool = True) -> Path:
+           limits: Limits | None = None, dispatch_now: bool = True, by=None) -> Path:
     """Queue a run of `config` (ValueError if it is invalid) and dispatch; returns its run directory.
 
     `resume_run_dir` queues a resume of that run (with `config`, e.g. more epochs) instead of a new
-    run. `sweep` ({"sweep_id", "params"}) is written beside the config. `limits` (what a browser
-    sends) are checked for `visitor` first: LimitError, nothing queued."""
+    run; `by` (the acting user) must own it or be an admin (access.NotAllowed). `sweep`
+    ({"sweep_id", "params"}) is written beside the config. `limits` (what a browser sends) are checked
+    for `visitor` first: LimitError, nothing queued. `owner` defaults to `by`'s id."""
     from .store import summary
 
     config.validate()
     root = root_of(root)
+    if resume_run_dir is not None:
+        access.require(by, Path(resume_run_dir), "resume")
+        owner = owner or access.owner_of(Path(resume_run_dir))
+    owner = _check_request([config], by, owner)
     if limits is not None:
-        limits.check([config], visitor, root, resume=resume_run_dir is not None)
+        limits.check([config], visitor, root, resume=resume_run_dir is not None, owner=owner)
     root.mkdir(parents=True, exist_ok=True)
     if resume_run_dir is not None:
         run_dir = Path(resume_run_dir)
@@ -190,11 +253,12 @@ def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = No
         if summary(run_dir).status.live:
             raise ValueError(f"Run {run_dir.name} is already training or queued.")
         write_json(run_dir / CONFIG_FILE, config.to_dict())
-        _write_entry(run_dir, root, True, nproc, owner, visitor)
+        _write_entry(run_dir, root, True, nproc, owner, visitor, limits.max_running if limits is not None else 0)
         (run_dir / LAUNCHER_FILE).unlink(missing_ok=True)  # a failed launch's record: this is a new attempt
     else:
         run_dir = _prepare(config, root, sweep, owner, visitor)
-        entry = _write_entry(run_dir, root, False, nproc, owner, visitor)
+        entry = _write_entry(run_dir, root, False, nproc, owner, visitor,
+                             limits.max_running if limits is not None else 0)
         try:
             write_json(run_dir / CONFIG_FILE, config.to_dict())
         except BaseException:
@@ -208,15 +272,16 @@ def submit(config, root: Path | None = None, *, resume_run_dir: Path | None = No
 
 def submit_many(configs: list, root: Path | None = None, *, nproc: int | None = None,
                 sweeps: list[dict | None] | None = None, owner: str | None = None, visitor: str | None = None,
-                limits: Limits | None = None) -> list[Path]:
+                limits: Limits | None = None, by=None) -> list[Path]:
     """Queue several new runs, all or nothing: every config is validated (and `limits` checked) and
     every run directory made before the first is queued; a failure removes what was made and queues
     none. Then dispatch."""
     root = root_of(root)
     for cfg in configs:
         cfg.validate()
+    owner = _check_request(configs, by, owner)
     if limits is not None:
-        limits.check(configs, visitor, root, sweep=True)
+        limits.check(configs, visitor, root, sweep=True, owner=owner)
     sweeps = sweeps or [None] * len(configs)
     made: list[Path] = []
     try:
@@ -226,7 +291,8 @@ def submit_many(configs: list, root: Path | None = None, *, nproc: int | None = 
         for d in made:
             shutil.rmtree(d, ignore_errors=True)
         raise
-    entries_made = [_write_entry(d, root, False, nproc, owner, visitor) for d in made]
+    entries_made = [_write_entry(d, root, False, nproc, owner, visitor, limits.max_running if limits else 0)
+                    for d in made]
     try:
         for d, cfg in zip(made, configs):
             write_json(d / CONFIG_FILE, cfg.to_dict())
@@ -240,9 +306,11 @@ def submit_many(configs: list, root: Path | None = None, *, nproc: int | None = 
     return made
 
 
-def cancel(run_dir: Path) -> bool:
-    """Take `run_dir` out of the queue; a new run that never started is deleted. False if it was not queued."""
+def cancel(run_dir: Path, *, by=None) -> bool:
+    """Take `run_dir` out of the queue; a new run that never started is deleted. False if it was not
+    queued. `by` must own the run or be an admin (access.NotAllowed)."""
     run_dir = Path(run_dir)
+    access.require(by, run_dir, "cancel")
     with _locked(run_dir.parent):
         e = next((e for e in entries(run_dir.parent) if e.run_dir.name == run_dir.name), None)
         if e is None:
@@ -266,27 +334,55 @@ def active(root: Path | None = None) -> list[Path]:
     return out
 
 
+def _running_cap(e: Entry, root: Path, quotas: dict) -> int:
+    """How many runs of `e`'s owner may train at once (0 = no cap): the teacher's quota, else the entry's."""
+    if e.owner and e.owner not in quotas:
+        quotas[e.owner] = quota_of(e.owner, root)
+    q = quotas.get(e.owner) or {}
+    return int(q["max_running"]) if "max_running" in q else e.max_running
+
+
 def dispatch(root: Path | None = None) -> list[Path]:
-    """Start queued runs, oldest first, while fewer than max_runs() train; returns those started."""
+    """Start queued runs while fewer than max_runs() train, round-robin across owners (the owner whose
+    last start is oldest first), each owner within their running-at-once cap; nothing while paused.
+    Returns those started."""
     root = root_of(root)
-    if not _qdir(root).is_dir():
+    q = _qdir(root)
+    if not q.is_dir() or (q / PAUSE_FILE).exists():
         return []
     started = []
     with _locked(root):
+        if (q / PAUSE_FILE).exists():
+            return []
         queue = [e for e in entries(root) if (e.run_dir / CONFIG_FILE).is_file() or not e.run_dir.is_dir()]
         if not queue:
             return []
-        free = max_runs() - len(active(root))
-        for e in queue:
-            if free <= 0:
+        running = active(root)
+        free = max_runs() - len(running)
+        if free <= 0:
+            return []
+        training: dict[str, int] = {}
+        for d in running:
+            o = fair.key(access.owner_of(d))
+            training[o] = training.get(o, 0) + 1
+        starts = fair.load(q)
+        quotas: dict = {}
+        while free > 0 and queue:
+            eligible = [e for e in queue if not (cap := _running_cap(e, root, quotas))
+                        or training.get(fair.key(e.owner), 0) < cap]
+            if not eligible:
                 break
+            e = fair.order(eligible, starts)[0]
+            queue.remove(e)
             if not e.run_dir.is_dir():
                 e.path.unlink(missing_ok=True)
                 continue  # deleted while it waited
+            starts = fair.record(q, e.owner, starts)
             ok = launch(e.run_dir, resume=e.resume, nproc=e.nproc)
             e.path.unlink(missing_ok=True)  # only now: a reader never sees it neither queued nor launched
             if ok:
                 started.append(e.run_dir)
+                training[fair.key(e.owner)] = training.get(fair.key(e.owner), 0) + 1
                 free -= 1
     return started
 

@@ -90,8 +90,9 @@ def new_sweep_id() -> str:
 
 def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset: str | None = None,
                 nproc: int | None = None, root: Path | None = None, owner: str | None = None,
-                visitor: str | None = None, limits=None) -> tuple[str, list[Path]]:
-    """Queue one run per combination, all or nothing (ValueError, nothing queued, if any is invalid)."""
+                visitor: str | None = None, limits=None, by=None) -> tuple[str, list[Path]]:
+    """Queue one run per combination, all or nothing (ValueError, nothing queued, if any is invalid);
+    `by`, the acting user, owns them (see `queue.submit_many`)."""
     combos = expand(grid)
     base = dict(base or {})
     configs = []
@@ -107,7 +108,7 @@ def submit_grid(grid: dict[str, Any], base: dict[str, Any] | None = None, preset
     sweep_id = new_sweep_id()
     varying = [k for k in grid if len({repr(c[k]) for c, _ in configs}) > 1]
     dirs = queue.submit_many([cfg for _, cfg in configs], root, nproc=nproc, owner=owner, visitor=visitor,
-                             limits=limits,
+                             limits=limits, by=by,
                              sweeps=[{"sweep_id": sweep_id, "params": {k: combo[k] for k in varying} or combo}
                                      for combo, _ in configs])
     return sweep_id, dirs

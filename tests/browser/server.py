@@ -39,15 +39,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(env_extra: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
-    """Run the app in a subprocess; yield its base URL; always stop it."""
+def running_app(env_extra: dict[str, str] | None = None, timeout: float = 60,
+                args: list[str] | None = None) -> Iterator[str]:
+    """Run the app in a subprocess (`args`: more `streamlit run` options); yield its base URL; always stop it."""
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
     log = open(ROOT / "test-artifacts" / f"streamlit-{port}.log", "w") if (ROOT / "test-artifacts").is_dir() \
         else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.headless", "true", "--browser.gatherUsageStats", "false", *(args or [])],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """Design files: designs are saved under `$CNNVIZ_DESIGNS` (default `./designs`), atomically, one layer per
 line; `design:NAME.json` names a saved design wherever a registry name works. Paths outside the designs folder
-and the current folder are refused; a file is re-read only when it changes.
+and the current folder are refused; a file is re-read only when it changes. On a server with sign-in each user
+saves into a folder of their own, `<designs>/<user id>/` (`user_folder`), named `design:<user id>/NAME.json`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from .parsing import Design, parse
 from .schema import MAX_JSON_CHARS
 from .shapes import check
 
-__all__ = ["PREFIX", "designs_root", "is_design_name", "resolve_path", "load_file", "stamp", "file_name", "save",
-           "design_names"]
+__all__ = ["PREFIX", "designs_root", "user_folder", "is_design_name", "resolve_path", "load_file", "stamp",
+           "file_name", "save", "design_names"]
 
 PREFIX = "design:"
 
@@ -24,6 +25,16 @@ PREFIX = "design:"
 def designs_root() -> Path:
     """Where designs are saved: $CNNVIZ_DESIGNS, else ./designs."""
     return Path(os.environ.get("CNNVIZ_DESIGNS") or "designs")
+
+
+def user_folder(user_id: str | None) -> Path:
+    """Where a user's designs are saved: <designs>/<user id> (the id is a safe folder name, checked here);
+    the designs folder itself for the local user ("local" or None)."""
+    if user_id in (None, "local"):
+        return designs_root()
+    if not re.fullmatch(r"u-[0-9a-f]{32}", str(user_id)):
+        raise ValueError(f"{str(user_id)[:40]!r} is not a user id.")
+    return designs_root() / str(user_id)
 
 
 def is_design_name(name: Any) -> bool:
@@ -101,16 +112,22 @@ def save(spec: Any, num_classes: int = 10, folder: Path | None = None) -> Path:
     return path
 
 
-def design_names() -> list[str]:
-    """Model names ('design:NAME.json') of the valid designs saved in the designs folder, sorted."""
+def design_names(folder: Path | None = None) -> list[str]:
+    """Model names ('design:NAME.json', 'design:<user id>/NAME.json' in a user's folder) of the valid designs
+    saved in `folder` (default: the designs folder itself), sorted."""
     root = designs_root()
-    if not root.is_dir():
+    folder = Path(folder) if folder is not None else root
+    if not folder.is_dir():
         return []
+    try:
+        rel = folder.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = None
     out = []
-    for p in sorted(root.glob("*.json")):
+    for p in sorted(folder.glob("*.json")):
         try:
             load_file(str(p))
         except (ValueError, OSError):  # a broken or foreign file: not offered
             continue
-        out.append(PREFIX + p.name)
+        out.append(PREFIX + (p.name if rel in (None, ".") else f"{rel}/{p.name}"))
     return out
