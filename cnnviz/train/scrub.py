@@ -49,7 +49,7 @@ def maps_at(run, epoch: int | None, layer: str, image: Image.Image) -> EpochMaps
     from ..runs.model import load_model
 
     from ..augment.labels import is_digit_dataset
-    from ..images.digits import prepare_digit
+    from ..images.drawing import prepare_digit
 
     model, meta = load_model(run, epoch)
     _, c, size, _ = _meta_shape(meta)
