@@ -31,7 +31,7 @@ def main() -> None:
         )
     # with sign-in ([auth] in secrets.toml), a signed-out visitor sees the home page and Sign in only
     signed_out = auth.signed_out()
-    page = st.navigation(sections, position="hidden" if signed_out else "sidebar")
+    page = st.navigation(sections, position="hidden" if signed_out else "sidebar", expanded=True)  # every page listed
     auth.sidebar_account()
     if signed_out and page.url_path not in ("", "home"):
         auth.require_user()  # the sign-in box, and stop
