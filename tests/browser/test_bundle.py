@@ -23,7 +23,7 @@ def test_runs_page_downloads_the_bundle(app_page, app_url, app_runs, artifacts, 
     from cnnviz import runs
 
     # a tiny finished run in the runs folder the app reads (CNNVIZ_RUNS, set before the server started)
-    run_dir = app_runs / runs.new_run_id("lenet5", "shapes")
+    run_dir = runs.layout.new_run_dir("lenet5", "shapes", app_runs)
     cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=1, batch_size=32, device="cpu",
                       limit_train=128, limit_test=64)
     assert list(fit(cfg, run_dir=run_dir))[-1].data["status"] == "finished"

@@ -67,8 +67,8 @@ def test_a_run_keeps_training_across_a_server_restart_and_the_new_server_shows_i
             _wait_progress_moves(page, rid)
         # the server is gone; the run is not
         run_dir = root / rid
-        pid, start = runs.read_pid(run_dir)
-        assert runs.process_alive(pid, start), "the run died with the server"
+        pid, start = runs.liveness.read_pid(run_dir)
+        assert runs.liveness.process_alive(pid, start), "the run died with the server"
         steps_then = len(runs.read_run(run_dir).steps)
         with running_app(env_extra=env, timeout=120) as url:
             page.goto(f"{url}/train")

@@ -136,7 +136,7 @@ def test_runs_page_cell_click_and_scrubber(app_page, app_url, app_runs, artifact
     # a tiny finished run on disk, in the server's runs folder
     events = list(fit(TrainConfig(model="lenet5", dataset="shapes", epochs=2, batch_size=64, device="cpu",
                                   limit_train=512, limit_test=200),
-                      run_dir=app_runs / runs.new_run_id("lenet5", "shapes")))
+                      run_dir=runs.layout.new_run_dir("lenet5", "shapes", app_runs)))
     assert events[-1].kind == "done" and events[-1].data["status"] == "finished"
     rid = events[0].data["run_id"]
     page = app_page
