@@ -63,6 +63,7 @@ def read_only_view(row, user: User, people: dict[str, User]) -> None:
     mine = access.may_manage(user, row.run_dir, row.owner)
     st.markdown(f"##### #{row.rank} · `{row.run_id}` · {owner}")
     st.caption(("Yours: stop, resume, delete or download it on the Train page. " if row.owner == user.id else
+                "Someone else's run: as a teacher you manage it on the Train page. " if mine else
                 "Read-only: someone else's run. You can look at it and train the same settings yourself. ")
                + (f"{row.model} on {row.dataset}, {row.epochs} epochs, test accuracy {100 * row.test_acc:.2f}%."))
     c1, c2 = st.columns(2)

@@ -252,6 +252,16 @@ def test_a_user_trains_at_most_their_running_cap_but_local_mode_has_none(runs_ro
     assert sorted(queue.dispatch(runs_root)) == sorted([a2, l1])
 
 
+def test_a_stop_pressed_while_a_run_loads_its_data_is_kept_and_an_old_one_is_not(runs_root, people):  # noqa: F811
+    alice = people["alice"]
+    d = queue.submit(TrainConfig(**TINY), runs_root, by=alice)  # starts now (one free slot)
+    request_stop(d, by=alice)  # at once: the process is still importing torch and loading data
+    wait_for(lambda: summary(d).status == Status.STOPPED, "the run to stop at its first step")
+    again = queue.submit(TrainConfig(**{**TINY, "epochs": 2}), runs_root, resume_run_dir=d, by=alice)
+    assert again == d and not (d / STOP_FILE).exists()  # the old stop was dropped when it launched
+    wait_for(lambda: summary(d).status == Status.FINISHED, "the resumed run to finish")
+
+
 # ---------------------------------------------------------------- limits
 
 def test_two_sessions_of_one_user_share_one_queued_limit_which_names_its_variable(runs_root, people,  # noqa: F811

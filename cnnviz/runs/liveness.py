@@ -21,6 +21,18 @@ def process_start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def process_started_at(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch (Linux /proc; never later than the real
+    start: the boot time is whole seconds), or None where unknown."""
+    ticks = process_start_time(pid)
+    try:
+        btime = next(int(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
+                     if ln.startswith("btime "))
+        return btime + int(ticks) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, TypeError, IndexError):
+        return None
+
+
 def process_alive(pid: int, start: str | None = None) -> bool:
     """Whether `pid` runs, and is the same process as the one that started at `start` (when given)."""
     try:

@@ -37,8 +37,8 @@ from pathlib import Path
 from ..atomic import atomic_write_bytes
 from . import access, fair
 from .executor import executor
-from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, SWEEP_FILE,
-                     inside_root, new_run_dir, read_json, root_of, run_dirs, write_json)
+from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, STOP_FILE,
+                     SWEEP_FILE, inside_root, new_run_dir, read_json, root_of, run_dirs, write_json)
 from .quotas import Limits, quota_of
 
 LOCK_FILE = "lock"
@@ -397,6 +397,7 @@ def launch(run_dir: Path, *, resume: bool = False, nproc: int | None = None) -> 
     if nproc:
         argv += ["--nproc", str(nproc)]
     (run_dir / PID_FILE).unlink(missing_ok=True)  # an earlier attempt's
+    (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier attempt's stop: a Stop from now on counts
     try:
         ex = executor()
         record = ex.start(run_dir, argv)

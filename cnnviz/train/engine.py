@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import threading
 import time
 import traceback
@@ -25,7 +26,7 @@ from torch.nn import functional as F
 from ..atomic import atomic_write_bytes
 from ..models.checkpoints import load_checkpoint, load_into, save_checkpoint
 from ..runs import layout
-from ..runs.liveness import pid_record
+from ..runs.liveness import pid_record, process_started_at
 from ..runs.writer import RunWriter
 from .diagnostics import advice_diverged, advice_oom, host_out_of_memory, memory_usage, oom_message
 from .device_data import DeviceData, Normalizer, resize_uint8, subsample
@@ -323,7 +324,7 @@ def _set_up(cfg: TrainConfig, run_dir: Path | None, resume: Path | None):
     load_s = time.perf_counter() - t_load
 
     if dist.is_main:  # (on resume the run continues with this config, e.g. more epochs)
-        (run_dir / layout.STOP_FILE).unlink(missing_ok=True)
+        _drop_stale_stop(run_dir)
         atomic_write_bytes(run_dir / layout.CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
         atomic_write_bytes(run_dir / layout.PID_FILE, pid_record())
     run.log = RunWriter(run_dir) if dist.is_main else _NullLog()
@@ -458,6 +459,19 @@ def _train_epoch(run: _Run, epoch: int, stop_event: threading.Event):
     sums = dist.sum_(torch.stack([loss_sum.float(), correct.float(), torch.tensor(float(seen), device=device),
                                   torch.tensor(float(seen - seen_before), device=device)]))
     return _EpochStats(sums[0], sums[1], int(sums[2].item()), time.perf_counter() - t_ep, t_ep, int(sums[3].item()))
+
+
+def _drop_stale_stop(run_dir: Path) -> None:
+    """Remove a stop file left by an earlier attempt (written before this process started); a Stop
+    pressed while this run loads its data is kept, so it stops at its first step."""
+    stop = run_dir / layout.STOP_FILE
+    started = process_started_at(os.getpid())
+    try:
+        stale = started is None or stop.stat().st_mtime < started
+    except FileNotFoundError:
+        return
+    if stale:
+        stop.unlink(missing_ok=True)
 
 
 def _hold_at_gate(run: _Run, stop_event: threading.Event) -> None:

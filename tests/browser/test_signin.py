@@ -20,16 +20,17 @@ from cnnviz.users import known
 
 from ..oidc_provider import password_of, running_provider
 from ..runtools import kill_runs_under, wait_for
-from .server import exceptions, main_text, running_app, sidebar_text, wait_idle
+from .server import exceptions, main_text, pick_segment, running_app, sidebar_text, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 RUN_RE = r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}"
 
 
 @pytest.fixture
-def signin_app(tmp_path, artifacts, browser):
+def signin_app(tmp_path, artifacts, browser, monkeypatch):
     """The app with [auth] pointing at a live provider; its own runs folder; one run at a time."""
     runs = tmp_path / "runs"
+    monkeypatch.setenv("CNNVIZ_ADMINS", "teacher@school.test")  # this process reads the registry too
     with running_provider() as idp:
         secrets = tmp_path / "secrets.toml"
         secrets.write_text(idp.auth_toml())
@@ -91,6 +92,13 @@ def start_run(page, url: str) -> str:
     pytest.fail("no run appeared after Start training")
 
 
+def press_stop(page, rid: str) -> None:
+    """Stop a run from its Stop button (the live views slowed to 10 s: fewer redraws under the click)."""
+    pick_segment(page, "train_refresh", "10 s")
+    page.locator(f".st-key-train_stop_{rid}").get_by_role("button").click()
+    wait_idle(page)
+
+
 def status(runs: Path, rid: str) -> Status:
     return summary(runs / rid).status
 
@@ -146,7 +154,7 @@ def test_three_people_sign_in_own_their_runs_and_take_turns(signin_app, browser,
 
     # bob stops his own run from its Stop button: alice's first run is next
     goto(bob, url, "train")
-    bob.locator(f".st-key-train_stop_{b1}").get_by_role("button").click()
+    press_stop(bob, b1)
     wait_for(lambda: status(runs, b1) == Status.STOPPED, "bob's run to stop")
     wait_for(lambda: status(runs, a1).training, "alice's first run to start")
 
@@ -171,7 +179,7 @@ def test_three_people_sign_in_own_their_runs_and_take_turns(signin_app, browser,
     goto(teacher, url, "train")
     text = main_text(teacher)
     assert all(r in text for r in (a1, a2, b1, b2)) and "Alice" in text and "Bob" in text
-    teacher.locator(f".st-key-train_stop_{a1}").get_by_role("button").click()
+    press_stop(teacher, a1)
     wait_for(lambda: status(runs, a1) == Status.STOPPED, "alice's first run to stop")
     # round-robin: bob's second run starts before alice's second, though queued after it
     wait_for(lambda: status(runs, b2).training, "bob's second run to start")
