@@ -475,13 +475,13 @@ def draw_charts(snap: RunSnapshot) -> None:
     if not steps and not epochs:
         return
     rid, step, ep = snap.run_id, snap.last_step, snap.last_epoch
-    shown = f"{len(steps):,} of {snap.steps_logged:,} steps shown" if len(steps) < snap.steps_logged else \
-        f"{snap.steps_logged:,} steps logged"
+    shown = f"{snap.steps_logged} steps logged" + (f", {len(steps):,} points drawn" if len(steps) < snap.steps_logged
+                                                   else "")
     c1, c2, c3 = st.columns(3)
     for col, fig, name, cap in (
         (c1, plots.loss_figure(steps), "loss",
          f"Cross-entropy per logged step (faint) and its exponential moving average (solid); {shown} "
-         "(each stretch keeps its lowest and highest loss)" + (f", last {step['loss']:.4f}." if step else ".")),
+         "(a long run keeps each stretch's lowest and highest loss)" + (f", last {step['loss']:.4f}." if step else ".")),
         (c2, plots.accuracy_figure(epochs), "acc",
          "Share of images classified correctly after each epoch, on the training batches (train) and the "
          "test split (test)" + (f"; epoch {ep['epoch']}: train {100 * ep['train_acc']:.1f}%, "

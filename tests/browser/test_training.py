@@ -64,7 +64,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     # run 1: LeNet5 on shapes, three epochs of the 20,000 images in batches of 16, watched with the
     # fastest live refresh (1 s; charts every CHARTS_EVERY s) so the charts change while it trains
     pick_segment(page, "train_refresh", "1 s")
-    assert "refresh every 1 s" in main_text(page)
+    assert "status every 1 s" in main_text(page)
     _set_number(page, "Epochs", 3)
     _set_number(page, "Train images (0 = all)", 0)
     _set_number(page, "Test images (0 = all)", 1000)
