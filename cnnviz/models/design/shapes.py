@@ -205,14 +205,14 @@ def check(spec: Any, num_classes: int = 10, in_channels: int | None = None) -> A
         total_f += res.flops
         cap = None
         out_bytes = 4 * _numel(res.shape)
-        if 2 * out_bytes > server_budget_bytes():  # the feature-map view holds the output and a copy of it
-            cap = (f"outputs {out_bytes / 2**20:,.0f} MB per image ({shape_text(res.shape)}); with its copy that "
-                   f"is over this server's memory budget of {server_budget_bytes() / 2**20:,.0f} MB "
-                   "(CNNVIZ_SERVER_BUDGET_MB): use fewer channels or a smaller input")
-        elif total_p > MAX_PARAMS:
+        if total_p > MAX_PARAMS:
             cap = f"brings the total to {total_p:,} parameters; a design may have at most {MAX_PARAMS:,}"
         elif total_f > MAX_FLOPS:
             cap = f"brings the cost to {total_f:,} FLOPs per image; a design may cost at most {MAX_FLOPS:,}"
+        elif 2 * out_bytes > server_budget_bytes():  # the feature-map view holds the output and a copy of it
+            cap = (f"outputs {out_bytes / 2**20:,.0f} MB per image ({shape_text(res.shape)}); with its copy that "
+                   f"is over this server's memory budget of {server_budget_bytes() / 2**20:,.0f} MB "
+                   "(CNNVIZ_SERVER_BUDGET_MB): use fewer channels or a smaller input")
         if cap:
             msg = f"Layer {i + 1} ({t.cls}) {cap}."
             rows[-1].problem = msg
