@@ -61,12 +61,12 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     shown = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}", text))
     assert shown <= before and {d.name for d in app_runs.iterdir()} == before, "a run started before Start"
 
-    # run 1: LeNet5 on shapes, three epochs of the 20,000 images in batches of 16, watched with the
+    # run 1: LeNet5 on shapes, three epochs of 6,000 images in batches of 16, watched with the
     # fastest live refresh (1 s; charts every CHARTS_EVERY s) so the charts change while it trains
     pick_segment(page, "train_refresh", "1 s")
     assert "status every 1 s" in main_text(page)
     _set_number(page, "Epochs", 3)
-    _set_number(page, "Train images (0 = all)", 0)
+    _set_number(page, "Train images (0 = all)", 6000)  # 375 steps an epoch: a few chart redraws, not minutes
     _set_number(page, "Test images (0 = all)", 1000)
     slider = page.get_by_role("slider").filter(has=page.locator("xpath=.")).nth(1)  # lr=0, batch=1
     slider.focus()
@@ -75,7 +75,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     known = set(re.findall(r"\d{8}-\d{6}-lenet5-shapes-[0-9a-f]{16}", main_text(page)))
     rid = _start(page, known)
     while_running: list[str] = []  # loss captions seen while the status said "running"
-    deadline = time.time() + 300
+    deadline = time.time() + 600  # a cap for a much slower machine than expected, not a measurement
     while time.time() < deadline:
         status, cap = _status(page, rid), _loss_caption(page, rid)
         if status == "finished":
