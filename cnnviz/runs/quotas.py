@@ -38,7 +38,7 @@ DEFAULTS = {"max_queued": ("CNNVIZ_MAX_QUEUED_PER_USER", 8), "max_running": ("CN
             "max_storage_mb": ("CNNVIZ_MAX_STORAGE_MB_PER_USER", 2000)}
 OLD_NAMES = {"CNNVIZ_MAX_QUEUED_PER_USER": "CNNVIZ_MAX_QUEUED_PER_VISITOR"}
 QUOTAS_FILE = "quotas.json"
-KNOWN_SIZES = {"shapes": 5000, "digits": 4500, "cifar10": 50_000, "mnist": 60_000, "fashion-mnist": 60_000}
+KNOWN_SIZES = {"shapes": 20_000, "digits": 4500, "cifar10": 50_000, "mnist": 60_000, "fashion-mnist": 60_000}
 
 
 class LimitError(ValueError):
