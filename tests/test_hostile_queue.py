@@ -94,7 +94,7 @@ def test_per_visitor_limits_refuse_in_one_line_and_queue_nothing(runs_root):  # 
         queue.submit(TrainConfig(**{**TINY, "epochs": 6}), runs_root, visitor="v1", limits=lim, dispatch_now=False)
     with pytest.raises(LimitError, match="CNNVIZ_MAX_TRAIN_IMAGES"):
         queue.submit(TrainConfig(**{**TINY, "limit_train": None}), runs_root, visitor="v1", limits=lim,
-                     dispatch_now=False)  # shapes: 5,000 images
+                     dispatch_now=False)  # shapes: 20,000 images
     with pytest.raises(LimitError, match="one sweep may hold 3 here"):
         sweeps.submit_grid({"lr": "1e-3,1e-2", "batch_size": "32,64"}, base=TINY, root=runs_root, visitor="v1",
                            limits=lim)
