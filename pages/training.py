@@ -10,13 +10,12 @@ acting user to the backend, which refuses a run that is not theirs; the queue is
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
 import streamlit as st
 
-from cnnviz import augment, data, models, plots
+from cnnviz import augment, data, models
 from cnnviz.device import available_devices
 from cnnviz.models.design import design_names
 from cnnviz.runs import LAST_WEIGHTS, NotAllowed, RunSnapshot, Status, delete_run, list_runs, queue, request_stop, runs_root
@@ -28,6 +27,7 @@ from cnnviz.uploads import list_uploads, uploads_dir
 from cnnviz.users import User, display_name, known
 from ui import auth
 from ui.layout import error_line, page_header
+from ui.run_view import STATUS_ICON, draw_charts, fmt_s, progress_text
 from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
 
 MAX_ENDED_SHOWN = 4   # most recent ended runs shown as cards below the live ones
@@ -38,11 +38,7 @@ LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4, 1.0]
 FIELDS = {f.name: f for f in TrainConfig.settings()}
 DEFAULTS = TrainConfig()
 FORM_ONLY = {"train_path": "", "train_nproc": 1}
-STATUS_ICON = {"starting": ":material/hourglass_top:", "running": ":blue[:material/directions_run:]",
-               "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
-               "pruned": ":orange[:material/content_cut:]", "diverged": ":red[:material/warning:]",
-               "error": ":red[:material/error:]", "interrupted": ":orange[:material/pause_circle:]",
-               "queued": ":material/schedule:"}
+
 
 
 def me() -> User:
@@ -321,13 +317,6 @@ def advance_searches() -> None:
 
 
 # ---------------------------------------------------------------- one run's view
-def fmt_s(s: float | None) -> str:
-    if s is None:
-        return "…"
-    s = int(round(s))
-    return str(_dt.timedelta(seconds=s)) if s >= 60 else f"{s} s"
-
-
 def export_text(run_dir: Path, user: User) -> str:
     return manage.training_script(run_dir, by=user)
 
@@ -417,21 +406,6 @@ def actions(snap: RunSnapshot) -> None:
         delete_confirm(snap)
 
 
-def progress_text(snap: RunSnapshot) -> str:
-    total = int(snap.config.get("epochs", 1))
-    if snap.status == Status.QUEUED:
-        if queue.paused():
-            return f"Waiting in the queue, position {snap.queue_position or '?'}: a teacher paused the queue."
-        return (f"Waiting in the queue, position {snap.queue_position or '?'}: it starts when a slot is free "
-                f"({queue.max_runs()} run(s) at a time here, taking turns between people).")
-    if snap.status.training:
-        if not snap.last_step:
-            return "Loading data and building the model…"
-        return (f"{100 * snap.progress:.0f}% · epoch {snap.last_step.get('epoch', '?')}/{total} · step "
-                f"{snap.last_step.get('step')} · ETA {fmt_s(snap.eta_s)}")
-    return f"{100 * snap.progress:.0f}% · {snap.status} after {snap.epochs_done} of {total} epochs"
-
-
 def draw_status(snap: RunSnapshot) -> None:
     """Status line, progress bar with ETA, error and advice, and the headline metrics."""
     cfg = snap.config
@@ -467,32 +441,6 @@ def draw_status(snap: RunSnapshot) -> None:
     elapsed = step.get("elapsed_s") or ep.get("elapsed_s")
     m[3].metric("Elapsed", fmt_s(elapsed) if elapsed else "–")
     m[4].metric("Memory", " ".join((snap.memory or "–").split()[:2]), help=snap.memory or "Shown while the run trains.")
-
-
-def draw_charts(snap: RunSnapshot) -> None:
-    """Loss per step, accuracy per epoch, lr and throughput (plotly)."""
-    steps, epochs = snap.steps or [], snap.epochs or []
-    if not steps and not epochs:
-        return
-    rid, step, ep = snap.run_id, snap.last_step, snap.last_epoch
-    shown = f"{snap.steps_logged} steps logged" + (f", {len(steps):,} points drawn" if len(steps) < snap.steps_logged
-                                                   else "")
-    c1, c2, c3 = st.columns(3)
-    for col, fig, name, cap in (
-        (c1, plots.loss_figure(steps), "loss",
-         f"Cross-entropy per logged step (faint) and its exponential moving average (solid); {shown} "
-         "(a long run keeps each stretch's lowest and highest loss)" + (f", last {step['loss']:.4f}." if step else ".")),
-        (c2, plots.accuracy_figure(epochs), "acc",
-         "Share of images classified correctly after each epoch, on the training batches (train) and the "
-         "test split (test)" + (f"; epoch {ep['epoch']}: train {100 * ep['train_acc']:.1f}%, "
-                                f"test {100 * ep['test_acc']:.1f}%." if ep else "; none finished yet.")),
-        (c3, plots.lr_figure(steps), "lr",
-         f"Learning rate the {snap.config.get('schedule')} schedule set at each step, and images per second "
-         "(right axis, smoothed)" + (f"; now {step.get('lr', 0):.2e}." if step else ".")),
-    ):
-        fig.update_layout(uirevision=rid, height=300)
-        col.plotly_chart(fig, width="stretch", key=f"train_{name}_{rid}")
-        col.caption(cap)
 
 
 def dispatch() -> None:
