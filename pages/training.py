@@ -324,9 +324,15 @@ def export_text(run_dir: Path, user: User) -> str:
 def resume_box(snap: RunSnapshot, row) -> None:
     rid, done = snap.run_id, snap.epochs_done
     with row.popover("Resume", icon=":material/play_arrow:"):
-        total = st.number_input("Train until epoch", min_value=max(1, done + (snap.status == Status.FINISHED)),
-                                max_value=limits().max_epochs or int(FIELDS["epochs"].metadata["high"]),
-                                value=max(int(snap.config.get("epochs", 1)), done + 1), step=1,
+        # a run's config may ask for more epochs than this server now allows (a CLI run, a lowered
+        # limit): the box is clamped to the limit, and a run already at the limit is told so
+        most = limits().max_epochs or int(FIELDS["epochs"].metadata["high"])
+        least = max(1, done + (snap.status == Status.FINISHED))
+        if least > most:
+            st.caption(f"This run has {done} epochs; this server allows {most} per run, so it can't train further.")
+            return
+        total = st.number_input("Train until epoch", min_value=least, max_value=most,
+                                value=min(most, max(int(snap.config.get("epochs", 1)), done + 1)), step=1,
                                 key=f"train_resume_ep_{rid}")
         if st.button("Resume from the last checkpoint", key=f"train_resume_{rid}", type="primary"):
             try:
