@@ -52,10 +52,25 @@ def _tab(browser, url: str):
     return ctx, page
 
 
+def to_provider(page, button) -> None:
+    """Press a Sign in button until the provider's own page shows: on a loaded machine a click that
+    lands while the page is still rerunning can be dropped by the browser, so it is pressed again."""
+    for attempt in range(4):
+        if page.locator('[data-testid="stApp"]').count():  # still on the app, not yet redirected
+            wait_idle(page)
+            if button.is_visible():
+                button.click()
+        try:
+            page.wait_for_selector("#username", timeout=30_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError; press again
+            if attempt == 3:
+                raise
+
+
 def sign_in(page, url: str, name: str) -> None:
     """Through the sidebar's Sign in button, the provider's form, and the redirect back."""
-    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("#username", timeout=60_000)  # the provider's own page
+    to_provider(page, page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Sign in"))
     assert "School sign-in" in page.content()
     page.fill("#username", name)
     page.fill("#password", password_of(name))
@@ -230,8 +245,7 @@ def test_an_expired_sign_in_asks_again_and_keeps_the_queued_run(short_signin_app
     wait_for(asks_again, "the sign-in to expire", timeout=240, every=3)
     assert time.time() - signed_at >= 0.02 * 3600 - 5
     assert rid not in main_text(page) and "Start training" not in main_text(page)
-    page.get_by_role("button", name="Sign in").first.click()
-    page.wait_for_selector("#username")
+    to_provider(page, page.get_by_role("button", name="Sign in").first)
     page.fill("#username", "alice")
     page.fill("#password", password_of("alice"))
     page.click("#signin")
