@@ -442,28 +442,28 @@ def featurevis_view(loaded, key: str, layer: str, ch: int) -> None:
     s = _settings("ms_fv")
     v1, v2 = st.columns(2, gap="large")
     store = st.session_state.setdefault("ms_vis", {})
-    tkey = f"{key}|{layer}|{ch}|{s}"
-    if v1.button(f"Visualise channel {ch} of {layer}", key="ms_fv_go", icon=":material/auto_awesome:"):
+    _vis_block(v1, loaded, store, f"{key}|{layer}|{ch}|{s}", s, ("channel", layer, ch), f"channel {ch}",
+               f"Visualise channel {ch} of {layer}", "ms_fv_go",
+               "Gradient ascent on the input from seeded noise (about a second for LeNet5 on a CPU).")
+    cls = v2.selectbox("Class", list(range(len(loaded.classes))), key=f"ms_fv_class_{loaded.name}",
+                       format_func=lambda i: loaded.classes[i])
+    _vis_block(v2, loaded, store, f"{key}|class|{cls}|{s}", s, ("class", int(cls)), loaded.classes[cls],
+               f"Visualise class {loaded.classes[cls]}", "ms_cv_go",
+               "The same on a class logit: what the network thinks the class looks like.")
+
+
+def _vis_block(col, loaded, store: dict, tkey: str, s, target: tuple, name: str, label: str, bkey: str,
+               hint: str) -> None:
+    """One feature-visualisation button and its picture (kept in `store` under `tkey`), or a hint."""
+    if col.button(label, key=bkey, icon=":material/auto_awesome:"):
         try:
-            store[tkey] = _run_vis(loaded, ("channel", layer, ch), s, f"channel {ch}")
+            store[tkey] = _run_vis(loaded, target, s, name)
         except ValueError as exc:
             user_error(one_line(exc))
     if tkey in store:
-        _show_vis(store[tkey], v1)
+        _show_vis(store[tkey], col)
     else:
-        v1.caption("Gradient ascent on the input from seeded noise (about a second for LeNet5 on a CPU).")
-    cls = v2.selectbox("Class", list(range(len(loaded.classes))), key=f"ms_fv_class_{loaded.name}",
-                       format_func=lambda i: loaded.classes[i])
-    ckey = f"{key}|class|{cls}|{s}"
-    if v2.button(f"Visualise class {loaded.classes[cls]}", key="ms_cv_go", icon=":material/auto_awesome:"):
-        try:
-            store[ckey] = _run_vis(loaded, ("class", int(cls)), s, loaded.classes[cls])
-        except ValueError as exc:
-            user_error(one_line(exc))
-    if ckey in store:
-        _show_vis(store[ckey], v2)
-    else:
-        v2.caption("The same on a class logit: what the network thinks the class looks like.")
+        col.caption(hint)
 
 
 def _to_feature_maps(choice: dict, loaded, layer: str, ch: int) -> None:
