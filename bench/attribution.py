@@ -1,6 +1,6 @@
 """Timings of the Attribution and Projector pages' backends (printed, not asserted).
 
-    python bench/attribution.py [--points 5000] [--skip-umap]
+    python bench/attribution.py [--points 5000] [--skip-umap] [--parts projector,attribution,fgsm]
 
 - Projector: PCA of 10,000 x 512 features; t-SNE (openTSNE) and UMAP (umap-learn) of N points of
   real penultimate features (the shipped CIFAR-10 LeNet5 on the CIFAR-10 test set where the shared
@@ -74,14 +74,46 @@ def page_rerun() -> float:
     return time.perf_counter() - t
 
 
+def fgsm_slider_rerun(repeat: int = 5) -> tuple[float, float]:
+    """The Attribution page's rerun when the ε slider moves (a new attack; the sweep and the methods'
+    maps are cached): wall and server-CPU seconds, median over `repeat` moves after a warm-up."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / "attribution.py"), default_timeout=600)
+    at.run()
+    walls, cpus = [], []
+    for k in range(repeat + 1):
+        slider = at.slider(key="at_eps").set_value(9 + k)
+        t, c = time.perf_counter(), time.process_time()
+        slider.run()
+        if k:  # the first move warms the page's caches
+            walls.append(time.perf_counter() - t)
+            cpus.append(time.process_time() - c)
+        assert not at.exception, at.exception
+    return statistics.median(walls), statistics.median(cpus)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=5000)
     ap.add_argument("--skip-umap", action="store_true")
+    ap.add_argument("--parts", default="projector,attribution,fgsm",
+                    help="which parts to run, comma-separated: projector, attribution, fgsm")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}")
 
+    if "projector" in parts:
+        projector_part(args)
+    if "attribution" in parts:
+        attribution_part()
+    if "fgsm" in parts:
+        fgsm_part()
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+
+
+def projector_part(args) -> None:
     print("\n# Projector")
     x = np.random.default_rng(0).standard_normal((10_000, 512)).astype(np.float32)
     print(f"PCA of 10,000 x 512 (torch.pca_lowrank): {timed(lambda: projector.fit_pca(x, 2)):.2f} s")
@@ -97,6 +129,8 @@ def main() -> None:
               f"{time.perf_counter() - t:.1f} s again")
     print(f"Projector page rerun with its result cached: {page_rerun():.2f} s")
 
+
+def attribution_part() -> None:
     print("\n# Attribution (one 32x32 image)")
     im = load_image(samples()[0].path)
     for name in ("lenet5", "resnet_small"):
@@ -113,6 +147,9 @@ def main() -> None:
               + ", ".join(f"{m} {'passes' if res.passes(m) else 'fails' if res.defined(m) else '-'} "
                           f"({res.rho[m][-1]:.2f})" for m in attribution.METHODS))
 
+
+def fgsm_part() -> None:
+    im = load_image(samples()[0].path)
     print("\n# FGSM (shipped LeNet5)")
     loaded = loading.from_checkpoint(loading.shipped_checkpoints()["lenet5"], "lenet5")
     xin, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
@@ -120,9 +157,11 @@ def main() -> None:
     one = timed(lambda: adversarial.fgsm(loaded.model, px, loaded.mean, loaded.std, 8), repeat=5)
     sweep = timed(lambda: adversarial.fgsm_sweep(loaded.model, px, loaded.mean, loaded.std, 32), repeat=5)
     pgd = timed(lambda: adversarial.pgd(loaded.model, px, loaded.mean, loaded.std, 8, 10), repeat=3)
-    print(f"one FGSM attack (a slider move): {1000 * one:.0f} ms; FGSM at ε = 0..32: {1000 * sweep:.0f} ms; "
+    print(f"one FGSM attack: {1000 * one:.0f} ms; FGSM at ε = 0..32: {1000 * sweep:.0f} ms; "
           f"PGD, 10 steps: {1000 * pgd:.0f} ms")
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
+    wall, cpu = fgsm_slider_rerun()
+    print(f"the Attribution page's rerun for an ε slider move (AppTest): {1000 * wall:.0f} ms wall, "
+          f"{1000 * cpu:.0f} ms CPU")
 
 
 if __name__ == "__main__":
