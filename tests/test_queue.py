@@ -23,7 +23,7 @@ from cnnviz.runs import liveness
 from cnnviz.runs import queue
 from cnnviz.runs import sweeps
 
-from .runtools import runs_root, wait_for  # noqa: F401  (fixture)
+from .runtools import cli_here, runs_root, wait_for  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -198,7 +198,7 @@ def test_delete_and_resume_refuse_a_running_or_queued_run(root):
     wait_for(lambda: status(a) == "stopped", "the first run to stop")
 
 
-def test_cli_queue_runs_json_and_bad_input(root):
+def test_cli_queue_runs_json_and_bad_input(root, capsys, monkeypatch):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args):
@@ -220,9 +220,13 @@ def test_cli_queue_runs_json_and_bad_input(root):
     listing = {r["run_id"]: r for r in json.loads(cli("runs", "--json").stdout)}
     assert listing[d2.name]["status"] == "finished" and listing[d2.name]["epochs_done"] == 1
     assert 0 <= listing[d2.name]["test_acc"] <= 1 and listing[d2.name]["queue_position"] is None
-    # one-line errors, exit code 2
+    # one-line errors, exit code 2 (the first from a real process, the rest from the CLI's main() here)
     bad = cli("stop", str(root.parent))
     assert bad.returncode == 2 and "not a run directory" in bad.stderr and "Traceback" not in bad.stderr
+
+    def cli(*args):  # noqa: F811 - the error paths: in this process
+        return cli_here(capsys, monkeypatch, *args)
+
     bad = cli("stop", str(d1))
     assert bad.returncode == 2 and "not training" in bad.stderr
     bad = cli("train", *tiny, "--nproc", "0")

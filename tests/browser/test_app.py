@@ -194,7 +194,9 @@ def test_every_page_opens_by_its_own_address(browser, artifacts, first):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     by_url = {p.url: p for p in PAGES}
-    order = [by_url[first]] + [p for p in PAGES[::-1] if p.url != first]
+    order = [by_url[first]]
+    if first == FRESH_SERVER_FIRST[0]:  # every page once is enough: the other case checks its first request
+        order += [p for p in PAGES[::-1] if p.url != first]
     with running_app(timeout=120) as fresh_url:
         for i, p in enumerate(order):
             tab = browser.new_page(viewport={"width": 1400, "height": 900})
