@@ -13,6 +13,11 @@ computes in torch threads is charged for them. Three figures per page, each the 
   page, 1024 px   the page alone with a 1024x683 image in session_state["cnnviz_image"] (the
                   sidebar would hold it after an upload with "Max side" 1024).
 
+A real server compiles each script once (its ScriptCache) and reruns the bytecode; AppTest makes a new
+ScriptCache on every run, so it would charge every rerun for parsing and compiling app.py and the
+page (40-60 ms here). This bench gives AppTest one ScriptCache for the whole process, as a server
+has; `--recompile` measures AppTest as it comes (the figures of the README before 2026-12-03).
+
 Not included (AppTest has no browser or websocket): serialising the messages and sending them,
 and the HTTP GETs of the pictures (/media/...). Pictures ARE encoded inside the rerun (st.image
 turns a PIL image or an array into PNG/JPEG bytes in the script thread), so their cost is here.
@@ -48,6 +53,15 @@ logging.disable(logging.WARNING)  # no bare-mode Streamlit warnings between the 
 from ui.nav import PAGES  # noqa: E402
 
 BIG = (1024, 683)
+
+
+def share_script_cache() -> None:
+    """One ScriptCache for every AppTest run in this process, as one server has (see the docstring)."""
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    from streamlit.testing.v1 import app_test, local_script_runner
+
+    shared = ScriptCache()
+    app_test.ScriptCache = local_script_runner.ScriptCache = lambda: shared
 
 
 def _big_image():
@@ -165,6 +179,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5, help="warm reruns timed per figure (median)")
     ap.add_argument("--pages", default="", help="comma-separated url paths (default: every page)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    ap.add_argument("--recompile", action="store_true",
+                    help="AppTest as it comes: app.py and the page compiled again on every run (no server does that)")
     ap.add_argument("--browser", action="store_true",
                     help="measure a real server driven by headless Chromium instead of AppTest")
     args = ap.parse_args()
@@ -184,8 +200,11 @@ def main() -> int:
         return 0
     import torch
 
+    if not args.recompile:
+        share_script_cache()
     print(f"server CPU per warm rerun (AppTest in-process, time.process_time, median of {args.repeat}); "
-          f"torch threads {torch.get_num_threads()}")
+          f"torch threads {torch.get_num_threads()}; scripts "
+          + ("compiled on every run (--recompile)" if args.recompile else "compiled once, as in a server"))
     print(f"{'page':20s} {'app, defaults':>14s} {'page, defaults':>15s} {'page, 1024 px':>14s}  "
           f"{'(wall app)':>10s} {'(cold app)':>10s}")
     out = {}

@@ -16,9 +16,10 @@ Everything goes into the run folder (`--dir`, else a new temporary folder remove
 every change: the launcher's pid, the URL, `ready`, HAProxy's and each worker's pid and port).
 
 All workers share one `server.cookieSecret` (a random one per launch unless
-STREAMLIT_SERVER_COOKIE_SECRET is set) and read the same `.streamlit/secrets.toml`, so a cookie
-signed by one (sign-in with `st.login`, whose `[auth] cookie_secret` takes precedence) is valid
-on all. Each worker has CNNVIZ_WORKER=wI in its environment: app.py logs one line per new session
+STREAMLIT_SERVER_COOKIE_SECRET is set) and read the same secrets (`--secrets FILE`, else
+`.streamlit/secrets.toml`), so a cookie signed by one (sign-in with `st.login`, whose `[auth]
+cookie_secret` takes precedence) is valid on all. `[auth] redirect_uri` must be the proxy's address
+as the browser sees it: a `{port}` in it is refused, since each worker would fill in its own port. Each worker has CNNVIZ_WORKER=wI in its environment: app.py logs one line per new session
 with it, and HAProxy adds `X-Served-By: wI` to every response.
 
 No streamlit import here (the backend never imports it): workers are subprocesses.
@@ -60,6 +61,34 @@ MAX_BACKOFF_S = 30.0
 
 class ServeError(Exception):
     """Bad input or a start that cannot succeed: one line for the user."""
+
+
+# ------------------------------------------------------------------ sign-in secrets
+
+
+def check_secrets(path: Path | None, port: int) -> None:
+    """The secrets file the workers will read (`--secrets`, else `.streamlit/secrets.toml` next to
+    app.py): ServeError when it is not TOML, or when its `[auth] redirect_uri` contains `{port}`.
+    Streamlit fills that in with the server's own port, which behind the proxy is a worker's
+    (never reachable by a browser), so the provider would send users nowhere."""
+    import tomllib
+
+    if path is None:
+        path = ROOT / ".streamlit" / "secrets.toml"
+        if not path.is_file():
+            return
+    elif not path.is_file():
+        raise ServeError(f"no secrets file at {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ServeError(f"cannot read {path} as TOML: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    auth = data.get("auth")
+    redirect = auth.get("redirect_uri") if isinstance(auth, dict) else None
+    if isinstance(redirect, str) and "{port}" in redirect:
+        raise ServeError(f"[auth] redirect_uri in {path} contains {{port}}, which each worker would fill in with "
+                         f"its own port: write the proxy's address as the browser sees it, e.g. "
+                         f"http://localhost:{port}/oauth2callback")
 
 
 # ------------------------------------------------------------------ the proxy's configuration
@@ -198,8 +227,9 @@ class Launcher:
     """Starts the workers and the proxy, keeps them alive, stops them together."""
 
     def __init__(self, *, workers: int, port: int, address: str = "127.0.0.1", run_dir: Path,
-                 haproxy: str, template: Path = TEMPLATE, app: Path = APP, echo=print) -> None:
-        self.n, self.port, self.address = workers, port, address
+                 haproxy: str, template: Path = TEMPLATE, app: Path = APP, secrets_file: Path | None = None,
+                 echo=print) -> None:
+        self.n, self.port, self.address, self.secrets_file = workers, port, address, secrets_file
         self.dir, self.haproxy, self.template, self.app = run_dir, haproxy, template, app
         self.echo = echo
         self.url = f"http://{_haproxy_address(address) if ':' in address else address}:{port}"
@@ -231,6 +261,8 @@ class Launcher:
                     "--server.address", "127.0.0.1", "--server.port", str(p), "--server.headless", "true",
                     "--browser.serverAddress", self.address if self.address not in ("0.0.0.0", "::") else
                     "localhost", "--browser.serverPort", str(self.port)]
+            if self.secrets_file is not None:  # every worker the same file: one [auth] cookie_secret
+                argv += ["--secrets.files", str(self.secrets_file.resolve())]
             self.workers.append(Child(name, argv, self.dir / f"{name}.log", self._worker_env(name), p))
         text = render_config(self.template.read_text(), address=self.address, port=self.port,
                              workers=[(w.name, w.port) for w in self.workers],
@@ -337,6 +369,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run folder for haproxy.cfg, logs and state.json (default: a temporary one, removed at exit)")
     p.add_argument("--haproxy", default=None, help="the haproxy program (default: haproxy on PATH)")
     p.add_argument("--template", type=Path, default=TEMPLATE, help="the proxy configuration template")
+    p.add_argument("--secrets", type=Path, default=None,
+                   help="the secrets.toml every worker reads ([auth] for sign-in; default: .streamlit/secrets.toml "
+                        "next to app.py). Its redirect_uri must be the proxy's address, not {port}")
 
 
 def _say(text: str) -> None:
@@ -357,6 +392,7 @@ def main(args: argparse.Namespace) -> int:
             raise ServeError(f"no proxy template at {args.template}")
         if not APP.is_file():
             raise ServeError(f"no app at {APP}")
+        check_secrets(args.secrets, args.port)
     except ServeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -372,7 +408,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: cannot make {run_dir}: {exc.strerror}", file=sys.stderr)
             return 2
     launcher = Launcher(workers=args.workers, port=args.port, address=args.address, run_dir=run_dir,
-                        haproxy=haproxy, template=args.template, echo=_say)
+                        haproxy=haproxy, template=args.template, secrets_file=args.secrets, echo=_say)
 
     def on_signal(signum, frame):
         launcher.stopping.set()

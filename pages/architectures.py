@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import one_line, page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "Architectures",
@@ -83,6 +84,12 @@ def _compare_figure():
 @st.cache_data(show_spinner=False, max_entries=16)
 def _stacked(c: int) -> list:
     return [ideas.stacked_vs_single(c, 2), ideas.stacked_vs_single(c, 3)]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _one_by_one(c_in: int, c_out: int, size: int) -> ideas.OneByOne:
+    """The 1x1 conv's shapes and counts: one forward pass per (C in, C out), not one per rerun."""
+    return ideas.one_by_one(c_in, c_out, size)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
@@ -189,7 +196,7 @@ with tab_ideas:
     a, b, _ = st.columns([1, 1, 2])
     c_in = a.number_input("C in", 1, 2048, 256, key="arch_idea_cin")
     c_out = b.number_input("C out", 1, 2048, 64, key="arch_idea_cout")
-    o = ideas.one_by_one(int(c_in), int(c_out), 28)
+    o = _one_by_one(int(c_in), int(c_out), 28)
     st.markdown(f"`{tuple(o.in_shape)}` → **1x1 conv** → `{tuple(o.out_shape)}`: {o.c_in}x{o.c_out} weights + "
                 f"{o.c_out} biases = **{o.params:,} parameters**, {_fmt(o.flops)}FLOPs on a 28x28 map. Spatial "
                 "size is untouched; each output pixel mixes the C_in values at the same position. GoogLeNet "
@@ -220,7 +227,7 @@ with tab_ideas:
              ("F(x) + x", pics.sum),
              ("relu(F(x) + x): the block's output", pics.out)]
     for col, (title, pic) in zip(cols, shown):
-        col.image(display.upscale_nearest(pic, 200), caption=title, width="stretch")
+        col.image(**picture(display.upscale_nearest(pic, 200), width="stretch"), caption=title)
     st.caption(f"The tutorial's ResBlk (3 -> 3 channels, so the shortcut is x itself; {res_params} parameters, "
                f"seed {seed}) on {current_label()} ({small.width}x{small.height}), shown as RGB pictures. "
                f"The branch F(x) = BN(conv(ReLU(BN(conv(x))))) is small next to x (mean |F(x)| = "

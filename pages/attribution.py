@@ -27,6 +27,7 @@ from cnnviz.images import display, prepare_digit  # noqa: E402
 from cnnviz.inspect import adversarial, attribution, features, loading  # noqa: E402
 from cnnviz.limits import BudgetError  # noqa: E402
 from ui.pick_weights import pick_weights  # noqa: E402
+from ui.pictures import picture  # noqa: E402
 from ui.weights import RANDOM, SHIPPED, load_weights  # noqa: E402
 
 TILE = 192
@@ -34,7 +35,7 @@ METHODS = list(attribution.METHODS)
 
 
 # ---------------------------------------------------------------- cached work
-@st.cache_data(show_spinner=False, max_entries=256)
+@st.cache_resource(show_spinner=False, max_entries=256)  # not copied on every rerun: the page only reads them
 def _attr(model_key: str, digest: str, method: str, target: int, layer: str, params: tuple, _loaded, _x):
     return attribution.attribute(_loaded.model, _x, method, target, layer=layer, params=dict(params),
                                  mean=_loaded.mean, std=_loaded.std)
@@ -75,10 +76,31 @@ def _test_images(spec: str):
     return ds.images, ds.labels, [str(c) for c in ds.classes]
 
 
-def _attack(loaded, pixels: torch.Tensor, method: str, eps: int, steps: int) -> adversarial.Attack:
+@st.cache_data(show_spinner=False, max_entries=256)
+def _attack(model_key: str, digest: str, method: str, eps: int, steps: int, _loaded, _pixels) -> adversarial.Attack:
+    """One attack per (weights, image, method, ε, steps): both are deterministic (PGD's start is seeded),
+    so a rerun that changed none of them does no forward or backward pass."""
+    loaded, pixels = _loaded, _pixels
     if method == "FGSM":
         return adversarial.fgsm(loaded.model, pixels, loaded.mean, loaded.std, eps)
     return adversarial.pgd(loaded.model, pixels, loaded.mean, loaded.std, eps, steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _predict(model_key: str, digest: str, _loaded, _x) -> list:
+    return features.predict(_loaded.model, _x, _loaded.classes, k=5)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _layers(model_key: str, shape: tuple, _model) -> list:
+    return features.list_layers(_model, shape)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _overlays(key: tuple, _small, _maps: tuple):
+    """The maps drawn over the input, per (weights, image, class, layer, methods, parameters)."""
+    base = _small.convert("RGB").resize((TILE, TILE), 0)
+    return [features.cam_overlay(base, m, 0.55) for m in _maps]
 
 
 # ---------------------------------------------------------------- pictures
@@ -166,13 +188,14 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
         maps[m] = _attr(mkey, digest, m, target, layer, params[m], loaded, x)
     bar.empty()
     cls = loaded.classes[target]
-    base = small.convert("RGB").resize((TILE, TILE), 0)
+    drawn = dict(zip(chosen, _overlays((mkey, digest, target, layer, tuple(chosen), tuple(params[m] for m in chosen)),
+                                       small, tuple(maps[m].map for m in chosen))))
     for row in range(0, len(chosen), 4):
         for col, m in zip(st.columns(4), chosen[row:row + 4]):
             a = maps[m]
             top = float(np.sort(a.map.flatten().numpy())[::-1][: max(1, a.map.numel() // 10)].sum()
                         / max(float(a.map.sum()), 1e-12))
-            col.image(features.cam_overlay(base, a.map, 0.55), width="stretch")
+            col.image(**picture(drawn[m], width="stretch"))
             where = f" at `{layer}`" if attribution.METHODS[m].family == "CAM" else ""
             col.caption(f"**{m}**{where} for **{cls}** ({attribution.METHODS[m].library}), {a.seconds:.2f} s"
                         + (f"; the top 10% of pixels hold {top:.0%} of the map" if a.map.max() > 0
@@ -184,9 +207,29 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
             st.markdown(f"- **{m}** ({attribution.METHODS[m].library}): {attribution.METHODS[m].about}")
 
     st.subheader("Faithfulness: deletion and insertion")
+    rows, fig_d, fig_i = _faith_figures((mkey, digest, target, layer, tuple(chosen), tuple(params[m] for m in chosen)),
+                                        cls, loaded, x, maps)
+    if rows:
+        c1, c2, c3 = st.columns([1, 1, 1])
+        c1.plotly_chart(fig_d, width="stretch", key="at_deletion")
+        c2.plotly_chart(fig_i, width="stretch", key="at_insertion")
+        c3.dataframe(pd.DataFrame(rows), hide_index=True, key="at_auc", width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%.3f") for k in rows[0] if k != "method"})
+        st.caption(f"Deletion: the most important pixels by each map are replaced by the mean colour, 1/32 of them "
+                   f"at a time, and p({cls}) is measured; a faithful map makes it fall fast (small area). Insertion: "
+                   f"they are put, in the same order, into a blurred copy; a faithful map makes it rise fast (large "
+                   f"area). Dotted: the pixels in a random order, what a map that knows nothing scores. ↓: lower is "
+                   f"better, ↑: higher is better.")
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _faith_figures(key: tuple, cls: str, _loaded, _x, _maps: dict):
+    """The deletion/insertion curves and their table, built once per (weights, image, class, layer,
+    methods, parameters): `key` is (model key, digest, target, layer, methods, their parameters)."""
+    mkey, digest, target, layer, chosen, params = key
     rows, fig_d, fig_i = [], go.Figure(), go.Figure()
-    for m in chosen:
-        f = _faith(mkey, digest, m, target, layer, params[m], loaded, x, maps[m].map)
+    for m, pm in zip(chosen, params):
+        f = _faith(mkey, digest, m, target, layer, pm, _loaded, _x, _maps[m].map)
         rows.append({"method": m, "deletion AUC ↓": f.deletion_auc,
                      "insertion AUC ↑": f.insertion_auc})
         fig_d.add_scatter(x=f.fractions, y=f.deletion, name=m, mode="lines")
@@ -201,16 +244,7 @@ def methods_tab(loaded, mkey: str, digest: str, x, small, target: int, layer: st
             fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10), title=f"pixels {what}, most important first",
                               xaxis_title=f"fraction of pixels {what}", yaxis_title=f"p({cls})", yaxis_range=[0, 1],
                               legend=dict(orientation="h", y=-0.25, font=dict(size=10)))
-        c1, c2, c3 = st.columns([1, 1, 1])
-        c1.plotly_chart(fig_d, width="stretch", key="at_deletion")
-        c2.plotly_chart(fig_i, width="stretch", key="at_insertion")
-        c3.dataframe(pd.DataFrame(rows), hide_index=True, key="at_auc", width="stretch",
-                     column_config={k: st.column_config.NumberColumn(format="%.3f") for k in rows[0] if k != "method"})
-        st.caption(f"Deletion: the most important pixels by each map are replaced by the mean colour, 1/32 of them "
-                   f"at a time, and p({cls}) is measured; a faithful map makes it fall fast (small area). Insertion: "
-                   f"they are put, in the same order, into a blurred copy; a faithful map makes it rise fast (large "
-                   f"area). Dotted: the pixels in a random order, what a map that knows nothing scores. ↓: lower is "
-                   f"better, ↑: higher is better.")
+    return rows, fig_d, fig_i
 
 
 def sanity_tab(loaded, mkey: str, digest: str, x, target: int, layer: str, params: dict) -> None:
@@ -242,7 +276,7 @@ def sanity_tab(loaded, mkey: str, digest: str, x, target: int, layer: str, param
         ok = res.passes(m)
         st.markdown(f"{':green[**passes**]' if ok else ':red[**fails**]' if res.defined(m) else '**no verdict**'} "
                     f"**{m}**: {res.verdict(m).split(': ', 1)[1]}.")
-        st.image(_strip(res.maps[m]), caption=f"{m}: left to right, the maps after each step ("
+        st.image(**picture(_strip(res.maps[m])), caption=f"{m}: left to right, the maps after each step ("
                  + ", ".join(f"{r:.2f}" for r in res.rho[m]) + ")")
 
 
@@ -284,16 +318,26 @@ def _digit_case():
     return dl, dx, "digits-test-0", f"test digit #0 (a {classes[int(labels[0])]}; draw one in the sidebar to use yours)"
 
 
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _sweep_figure(key: tuple, name: str, _sw):
+    """The sweep's curve, built once per (weights, image, method, steps) = `key`."""
+    fig = go.Figure(go.Scatter(x=_sw.epsilons, y=_sw.probs[:, _sw.pred_clean], mode="lines+markers"))
+    fig.update_layout(height=200, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="ε (levels)",
+                      yaxis_title=f"p({name})", yaxis_range=[0, 1])
+    return fig
+
+
 def _show_attack(loaded, mkey: str, digest: str, x, method: str, eps: int, steps: int, key: str) -> None:
     pixels = adversarial.denormalise(x[0], loaded.mean, loaded.std)
-    a = _attack(loaded, pixels, method, eps, steps)
+    a = _attack(mkey, digest, method, eps, steps, loaded, pixels)
     sw = _sweep(mkey, digest, method, steps, loaded, pixels)
     cl = loaded.classes
     c1, c2, c3 = st.columns(3)
-    c1.image(_pic(a.clean), caption=f"original: {cl[a.pred_clean]} ({float(a.probs_clean.max()):.1%})", width="stretch")
-    c2.image(_pic(adversarial.amplified(a.delta)), width="stretch",
+    c1.image(**picture(_pic(a.clean), width="stretch"),
+             caption=f"original: {cl[a.pred_clean]} ({float(a.probs_clean.max()):.1%})")
+    c2.image(**picture(_pic(adversarial.amplified(a.delta)), width="stretch"),
              caption=f"the change, amplified: at most {a.linf_levels:.0f} of 255 levels per pixel (grey = none)")
-    c3.image(_pic(a.adversarial), width="stretch",
+    c3.image(**picture(_pic(a.adversarial), width="stretch"),
              caption=f"{method}, ε = {eps}/255: {cl[a.pred_adv]} ({float(a.probs_adv.max()):.1%})")
     t1, t2, t3 = st.columns([1, 1, 1.3])
     t1.dataframe(_top5(a.probs_clean, cl), hide_index=True, key=f"{key}_top_before", column_config={"probability": PROB})
@@ -306,10 +350,8 @@ def _show_attack(loaded, mkey: str, digest: str, x, method: str, eps: int, steps
             st.markdown(f"Still **{cl[a.pred_adv]}** at ε = {eps}.")
         st.metric("Smallest ε that flips it", f"{flip}/255" if flip is not None else f"none up to {sw.epsilons[-1]}",
                   help=f"{method} at every ε from 0 to {sw.epsilons[-1]} levels, batched.")
-        fig = go.Figure(go.Scatter(x=sw.epsilons, y=sw.probs[:, sw.pred_clean], mode="lines+markers"))
-        fig.update_layout(height=200, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="ε (levels)",
-                          yaxis_title=f"p({cl[sw.pred_clean]})", yaxis_range=[0, 1])
-        st.plotly_chart(fig, width="stretch", key=f"{key}_sweep")
+        st.plotly_chart(_sweep_figure((mkey, digest, method, steps), cl[sw.pred_clean], sw), width="stretch",
+                        key=f"{key}_sweep")
     st.caption(f"Top-5 before (left) and after (right). The curve: the probability of the original class "
                f"{cl[sw.pred_clean]} as ε grows ({method}{f', {steps} steps' if method == 'PGD' else ''}).")
 
@@ -325,14 +367,14 @@ if picked.kind == RANDOM:
                icon=":material/warning:")
 x, small, digest, what = _input(loaded, picked.dataset)
 shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
-layers = features.list_layers(loaded.model, shape)
+layers = _layers(picked.key, shape, loaded.model)
 spatial = [li.name for li in layers if len(li.shape) == 4]
 if not spatial:
     user_error("This model has no spatial layer: the CAM methods need one.")
     st.stop()
-top = features.predict(loaded.model, x, loaded.classes, k=5)
+top = _predict(picked.key, digest, loaded, x)
 c1, c2, c3 = st.columns([1, 1, 1.2])
-c1.image(small.convert("RGB").resize((TILE, TILE), 0), width=TILE,
+c1.image(**picture(small.convert("RGB").resize((TILE, TILE), 0), width=TILE),
          caption=f"{what}: the model reads **{top[0][1]}** ({top[0][2]:.1%})")
 target = c2.selectbox("Explain class", list(range(len(loaded.classes))), index=top[0][0], key=f"at_class_{loaded.name}",
                       format_func=lambda i: f"{loaded.classes[i]}" + (" (predicted)" if i == top[0][0] else ""))

@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "Augmentation studio",
@@ -324,7 +325,7 @@ with right:
             for r in range(0, len(grid), per_row):
                 cols = st.columns(per_row)
                 for c, im, cap in zip(cols, grid[r:r + per_row], caps[r:r + per_row]):
-                    c.image(im, caption=cap, width="stretch")
+                    c.image(**picture(im, width="stretch"), caption=cap)
             mix = ("; captions give the mixed soft labels (class weights)" if soft is not None else
                    "; MixUp/CutMix are not shown on a single repeated image: pick dataset samples"
                    if pipeline.batch_steps else "")
@@ -342,7 +343,7 @@ with right:
         for r in range(0, len(steps_run), per_row):
             cols = st.columns(per_row)
             for c, (im, label, (h, w), drawn) in zip(cols, steps_run[r:r + per_row]):
-                c.image(im, width="stretch")
+                c.image(**picture(im, width="stretch"))
                 c.caption(f"**{label}** ({w}x{h})" + (f"  \n{_draw_desc(drawn)}" if drawn else ""))
         if steps_run:
             st.caption("The first image of the grid, after each step, under the same seed (its last picture is "

@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.image_state import current_image, current_label, image_digest
 from ui.layout import page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "BatchNorm",
@@ -43,6 +44,38 @@ def _bn(key: tuple, settings_key: tuple, passes: int, _feats: torch.Tensor, _set
     return batchnorm.train_then_eval(_feats, _settings, passes)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _hist_figure(key: tuple, channels: int, _feats: torch.Tensor, _res):
+    """Before/after histograms, built once per (batch, layer settings, passes) = `key`."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Before BatchNorm (conv output)", "After BatchNorm (train mode)"))
+    for c in range(channels):
+        for j, t in enumerate((_feats[:, c], _res.y_train[:, c])):
+            counts, edges = batchnorm.histogram(t, bins=40)
+            fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], opacity=0.55,
+                                 marker_color=COLOURS[c % len(COLOURS)], name=f"channel {c}", legendgroup=str(c),
+                                 showlegend=j == 0), row=1, col=j + 1)
+    fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=40, b=10), bargap=0)
+    fig.update_xaxes(title_text="value")
+    fig.update_yaxes(title_text="count", col=1)
+    return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _running_figure(key: tuple, channels: int, wc: int, _res):
+    """running_mean per pass, built once per (batch, layer settings, passes) = `key` and followed channel."""
+    line = go.Figure()
+    xs = [0] + [p.index for p in _res.passes]
+    for c in range(channels):
+        ys = [float(_res.initial_mean[c])] + [float(p.running_mean[c]) for p in _res.passes]
+        line.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"running_mean[{c}]",
+                                  line=dict(color=COLOURS[c % len(COLOURS)], width=3 if c == wc else 1.5)))
+        line.add_hline(y=float(_res.before.mean[c]), line_dash="dot", line_color=COLOURS[c % len(COLOURS)],
+                       opacity=0.6)
+    line.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="train-mode pass",
+                       yaxis_title="running_mean")
+    return line
+
+
 im = current_image()
 label = current_label()
 digest = image_digest(im)
@@ -69,7 +102,7 @@ except OpError as exc:
     user_error(str(exc))
     st.stop()
 N = batch.shape[0]
-st.image(sheet, caption=(
+st.image(**picture(sheet), caption=(
     f"The batch: {N} image{'s' if N > 1 else ''} of {size}×{size} ({len(ims)} image{'s' if len(ims) > 1 else ''} × "
     f"(1 resized + {crops} crops)), first one {label}. Tensor {tuple(batch.shape)} → "
     f"nn.Conv2d(3, {channels}, 3, padding=1), seeded with {seed} → features {tuple(feats.shape)}, "
@@ -98,8 +131,9 @@ if affine:
 settings = batchnorm.BNSettings(eps=float(eps), momentum=None if cma else float(momentum), affine=affine,
                                 track_running_stats=track, gamma=gammas or None, beta=betas or None)
 skey = (settings.eps, settings.momentum, affine, track, tuple(gammas), tuple(betas))
+rkey = ((fkey, size, crops, seed, channels), skey, int(passes))
 try:
-    res = _bn((fkey, size, crops, seed, channels), skey, int(passes), feats, settings)
+    res = _bn(*rkey, feats, settings)
 except OpError as exc:
     user_error(str(exc))
     st.stop()
@@ -115,17 +149,7 @@ st.caption(f"Mean and (biased) variance of each channel over all N·H·W = {res.
            "the output has mean β and variance γ²·var/(var+eps) in each channel, whatever the input was; in eval "
            "mode it uses the running estimates instead, so it only gets there once they have converged.")
 
-fig = make_subplots(rows=1, cols=2, subplot_titles=("Before BatchNorm (conv output)", "After BatchNorm (train mode)"))
-for c in range(channels):
-    for j, t in enumerate((feats[:, c], res.y_train[:, c])):
-        counts, edges = batchnorm.histogram(t, bins=40)
-        fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=edges[1] - edges[0], opacity=0.55,
-                             marker_color=COLOURS[c % len(COLOURS)], name=f"channel {c}", legendgroup=str(c),
-                             showlegend=j == 0), row=1, col=j + 1)
-fig.update_layout(barmode="overlay", height=330, margin=dict(l=10, r=10, t=40, b=10), bargap=0)
-fig.update_xaxes(title_text="value")
-fig.update_yaxes(title_text="count", col=1)
-st.plotly_chart(fig, width="stretch", key="bn_hist")
+st.plotly_chart(_hist_figure(rkey, channels, feats, res), width="stretch", key="bn_hist")
 st.caption("Histograms of every value per channel (40 bins each). Left: each channel has its own centre and "
            "spread; right: train-mode BatchNorm has moved each to centre β, spread |γ|.")
 
@@ -137,17 +161,7 @@ if not track:
             icon=":material/info:")
 else:
     wc = st.columns(4)[0].selectbox("Channel to follow", list(range(channels)), key="bn_follow")
-    line = go.Figure()
-    xs = [0] + [p.index for p in res.passes]
-    for c in range(channels):
-        ys = [float(res.initial_mean[c])] + [float(p.running_mean[c]) for p in res.passes]
-        line.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"running_mean[{c}]",
-                                  line=dict(color=COLOURS[c % len(COLOURS)], width=3 if c == wc else 1.5)))
-        line.add_hline(y=float(res.before.mean[c]), line_dash="dot", line_color=COLOURS[c % len(COLOURS)],
-                       opacity=0.6)
-    line.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="train-mode pass",
-                       yaxis_title="running_mean")
-    st.plotly_chart(line, width="stretch", key="bn_running")
+    st.plotly_chart(_running_figure(rkey, channels, int(wc), res), width="stretch", key="bn_running")
     st.caption(f"running_mean of each channel after each of the {passes} passes (solid), starting at 0, moving "
                "toward that channel's batch mean (dotted).")
     p1 = res.passes[0]

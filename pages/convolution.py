@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.image_state import current_image, current_label
 from ui.layout import page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "Convolution and weight sharing",
@@ -110,11 +111,11 @@ scale_note = (f"shown at {scale:.0%} (downsampled for display; the conv ran at f
 
 st.subheader("Input and output at the same scale", divider="gray")
 i1, i2, i3 = st.columns(3)
-i1.image(out["in_img"], caption=f"Input: {label}, {'grayscale' if gray else 'RGB'}, tensor {res.in_shape}; {scale_note}.")
-i2.image(out["out_img"], caption=(
+i1.image(**picture(out["in_img"]), caption=f"Input: {label}, {'grayscale' if gray else 'RGB'}, tensor {res.in_shape}; {scale_note}.")
+i2.image(**picture(out["out_img"]), caption=(
     f"Output, tensor {res.out_shape}: values from {out['min']:.3f} to {out['max']:.3f}, shown clamped to [0, 1] "
     f"({out['neg']:.1f}% below 0 shown black, {out['over']:.1f}% above 1 shown white)."))
-i3.image(out["signed"], caption=(
+i3.image(**picture(out["signed"]), caption=(
     f"Signed view of the output{' (mean of the 3 channels)' if C == 3 else ''}: blue < 0 < red, white = 0, "
     f"colour limit ±{out['abs_max']:.3f}. Negative values are where the kernel found the opposite pattern."))
 
@@ -166,10 +167,10 @@ if ring > 1:
     whole = display.draw_boxes(whole, [(t_ - ring, l_ - ring, b_ + ring, r_ + ring)], scale=scale,
                                colour=(255, 210, 0), width=2)
 z1, z2 = st.columns([1, 1])
-z1.image(whole, caption=f"Input with the {rf.rows[-1] - rf.rows[0] + 1}×{rf.cols[-1] - rf.cols[0] + 1} px "
+z1.image(**picture(whole), caption=f"Input with the {rf.rows[-1] - rf.rows[0] + 1}×{rf.cols[-1] - rf.cols[0] + 1} px "
          f"window (red{', ringed in yellow' if ring > 1 else ''}) that output pixel ({oy}, {ox}) reads: rows {rf.rows[0]}..{rf.rows[-1]}, "
          f"columns {rf.cols[0]}..{rf.cols[-1]}.")
-z2.image(zoom, caption=(
+z2.image(**picture(zoom), caption=(
     f"Zoomed ({cell} px per input pixel): the window with 2 px around it"
     + (f"; dots mark the {k * k} pixels the dilated kernel actually reads" if dilation > 1 else "")
     + (f". Part of it lies in the {pad_mode} padding outside the image." if rf.touches_padding else ".")))

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import streamlit as st
 
 from ui.layout import page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "Datasets",
@@ -171,7 +172,7 @@ with left:
         if row.image is None:
             st.caption(f"**{row.label}: {row.name}**, no images in the {split} split")
             continue
-        st.image(row.image, caption=f"{row.label}: {row.name}, {row.count:,} {split} images; "
+        st.image(**picture(row.image), caption=f"{row.label}: {row.name}, {row.count:,} {split} images; "
                                     f"{len(row.indices)} random ones (seed {seed}), shown at "
                                     f"{row.image.height // h}× size")
     if ds.num_classes > len(rows):

@@ -11,6 +11,7 @@ import streamlit as st
 
 from ui.image_state import current_image, current_label, image_digest, is_drawing
 from ui.layout import error_line, page_header, user_error
+from ui.pictures import picture
 
 page_header(
     "Feature maps",
@@ -272,9 +273,9 @@ def digit_reading(loaded, model_key: str, inp: Input):
     prep, im = inp.prep, inp.im
     if prep is not None:
         d1, d2, d3 = st.columns([1, 1, 2.2], gap="medium")
-        d1.image(display.upscale_nearest(im, 168) if max(im.size) < 168 else im, width=168,
+        d1.image(**picture(display.upscale_nearest(im, 168) if max(im.size) < 168 else im, width=168),
                  caption=f"{current_label()}, {im.width}x{im.height}")
-        d2.image(display.upscale_nearest(prep.image(), 168), width=168,
+        d2.image(**picture(display.upscale_nearest(prep.image(), 168), width=168),
                  caption="what the model reads: 28x28 (shown 6x)")
         with d3:
             if prep.empty:
@@ -311,15 +312,15 @@ def channel_panel(fmap, layer: str, li, chans: list[int], inp: Input, ch: Choice
                            epoch=int(loaded.meta["epoch"]) if run_here and loaded.meta.get("epoch") else None,
                            layer=layer, channel=int(pick))
     a, b = st.columns(2)
-    a.image(big, caption=f"channel {pick}, {H}x{W} (viridis, own range)", width="stretch")
-    b.image(ov, caption="the same map over the input", width="stretch")
+    a.image(**picture(big, width="stretch"), caption=f"channel {pick}, {H}x{W} (viridis, own range)")
+    b.image(**picture(ov, width="stretch"), caption="the same map over the input")
     rf = li.rf
     if rf is not None and not rf.whole:
         r1, r2 = st.columns(2)
         row = r1.slider("Cell row", 0, H - 1, H // 2, key=f"fm_row_{H}") if H > 1 else 0
         col = r2.slider("Cell column", 0, W - 1, W // 2, key=f"fm_col_{W}") if W > 1 else 0
         boxed = draw_box(inp.small.resize((320, 320), 0), rf.box(row, col), (inp.size, inp.size))
-        st.image(boxed, width=320)
+        st.image(**picture(boxed, width=320))
         st.caption(f"Receptive field of cell ({row}, {col}) of `{layer}`: {rf.size[0]:.0f}x{rf.size[1]:.0f} "
                    f"input pixels, neighbouring cells {rf.jump[0]:.0f} px apart (the total stride), computed "
                    f"through every conv and pooling before it (branches and shortcuts included). The box "
@@ -363,7 +364,7 @@ def layer_view(loaded, model_key: str, inp: Input, ch: Choice, layers: list) -> 
     grid = features.channel_grid(fmap, chans, shared=scale == "shared", tile=64 if H <= 64 else H)
     left, right = st.columns([1.5, 1], gap="large")
     with left:
-        st.image(grid.image, width="stretch")
+        st.image(**picture(grid.image, width="stretch"))
         rng = (f"one shared scale from {grid.vmin:.3g} (dark purple) to {grid.vmax:.3g} (yellow)" if grid.shared
                else "each tile scaled to its own min (dark purple) and max (yellow)")
         st.caption(f"{len(chans)} of the {C} channels of `{layer}` ({li.type}, {H}x{W} each), "
@@ -411,7 +412,7 @@ def predictions(loaded, model_key: str, inp: Input, layers: list, reading) -> No
     with st.spinner("Grad-CAM..."):
         cam = _within_budget(lambda: _cam(model_key, inp.digest, cam_layer, int(target), loaded.model, inp.x))
     with p2:
-        st.image(features.cam_overlay(inp.small.resize((320, 320)), cam.cam, 0.5), width="stretch")
+        st.image(**picture(features.cam_overlay(inp.small.resize((320, 320)), cam.cam, 0.5), width="stretch"))
         st.caption(f"Grad-CAM for **{loaded.classes[cam.target]}** (p = {float(cam.probs[cam.target]):.1%}) at "
                    f"`{cam_layer}`: the layer's channels weighted by how much the class score rises with each "
                    "(mean gradient), summed, kept where positive, scaled 0 (purple) to 1 (yellow), over the input.")

@@ -27,6 +27,7 @@ from cnnviz.images import display  # noqa: E402
 from cnnviz.inspect import featurevis, features, layerstats, microscope, msplots, topk, loading  # noqa: E402
 from cnnviz.models.checkpoints import CheckpointError  # noqa: E402
 from ui.image_state import use_image  # noqa: E402
+from ui.pictures import picture  # noqa: E402
 from cnnviz.runs import snapshot  # noqa: E402
 from ui.weights import RANDOM, RUN, SHIPPED, TORCHVISION, UPLOAD, load_weights, runs_with_checkpoints  # noqa: E402
 
@@ -74,6 +75,24 @@ def _dead(model_key: str, spec: str, _loaded, _images) -> list[layerstats.DeadRe
     idx = torch.randperm(len(_images), generator=g)[:256]
     x = topk.prepare(_images[idx], _loaded.mean, _loaded.std, _loaded.input_size, _loaded.in_channels)
     return layerstats.dead_relu_fraction(_loaded.model, x)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _figure(builder: str, *args):
+    """A plotly figure from msplots, built once per distinct data (Streamlit hashes the arguments): a
+    rerun that changed nothing does not rebuild it."""
+    return getattr(msplots, builder)(*args)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _layers(model_key: str, shape: tuple, _model) -> list:
+    return features.list_layers(_model, shape)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _channel_maps(model_key: str, spec: str, layer: str, ch: int, idx: tuple, _loaded, _images) -> list:
+    return topk.channel_maps(_loaded.model, _images, list(idx), layer, ch, mean=_loaded.mean, std=_loaded.std,
+                             size=_loaded.input_size, in_channels=_loaded.in_channels)
 
 
 # ---------------------------------------------------------------- weights
@@ -231,7 +250,7 @@ def filters_view(choice: dict, loaded, states: dict) -> None:
     except ValueError as exc:
         user_error(str(exc))
         return
-    st.image(grid.image, width=min(grid.image.width, 1400))
+    st.image(**picture(grid.image, width=min(grid.image.width, 1400)))
     when = f"epoch {ep} of {len(states)} saved" if len(states) > 1 else "these weights"
     norms = microscope.kernel_norms(w)
     st.caption(f"`{layer}` at {when}: {grid.describe()} Kernel L2 norms {float(norms.min()):.3g}..{float(norms.max()):.3g}"
@@ -246,13 +265,13 @@ def health_view(choice: dict, loaded, states: dict, key: str, spec: str) -> None
     with h1:
         layer = st.selectbox("Layer", list(keys), key=f"ms_hist_layer_{loaded.name}")
         hist = microscope.weight_histograms({e: s[keys[layer]] for e, s in states.items() if keys[layer] in s})
-        st.plotly_chart(msplots.histogram_heatmap(hist, layer), width="stretch", key="ms_hist")
+        st.plotly_chart(_figure("histogram_heatmap", hist, layer), width="stretch", key="ms_hist")
         st.caption(f"Distribution of `{layer}`'s weights: {hist.describe()}. {microscope.HEALTH['hist']}")
     run = choice.get("run")
     nums, series = layerstats.layer_series(snapshot(run.run_dir).epochs if run is not None else [])
     with h2:
         if nums and any(v is not None for vals in series["grad_norm"].values() for v in vals):
-            st.plotly_chart(msplots.layer_lines(nums, series["grad_norm"], "Gradient norm per layer (last step of "
+            st.plotly_chart(_figure("layer_lines", nums, series["grad_norm"], "Gradient norm per layer (last step of "
                             "each epoch)", "‖∇W‖"), width="stretch", key="ms_grad")
             st.caption(f"Logged by the trainer at the end of each of {len(nums)} epochs, one line per layer. "
                        f"{microscope.HEALTH['grad']}")
@@ -263,16 +282,16 @@ def health_view(choice: dict, loaded, states: dict, key: str, spec: str) -> None
     r1, r2 = st.columns(2, gap="large")
     logged_ratio = nums and any(v is not None for vals in series["update_ratio"].values() for v in vals)
     if logged_ratio or len(eps) > 1:
-        r1.plotly_chart(msplots.layer_lines(nums if logged_ratio else eps,
-                                            series["update_ratio"] if logged_ratio else ratios,
-                                            "Update/weight ratio per layer", "‖ΔW‖ / ‖W‖"), width="stretch",
+        r1.plotly_chart(_figure("layer_lines", nums if logged_ratio else eps,
+                                series["update_ratio"] if logged_ratio else ratios,
+                                "Update/weight ratio per layer", "‖ΔW‖ / ‖W‖"), width="stretch",
                         key="ms_ratio")
         r1.caption(("Logged each epoch: " if logged_ratio else f"Between consecutive saved checkpoints ({len(eps)}): ")
                    + microscope.HEALTH["ratio"])
     else:
         r1.info("Update/weight ratios need two saved epochs (a training run): " + microscope.HEALTH["ratio"],
                 icon=":material/info:")
-    r2.plotly_chart(msplots.layer_lines(eps, norms, "Weight norm per layer", "‖W‖"), width="stretch",
+    r2.plotly_chart(_figure("layer_lines", eps, norms, "Weight norm per layer", "‖W‖"), width="stretch",
                     key="ms_wnorm")
     r2.caption(f"L2 norm of each layer's weight at each of the {len(eps)} saved epoch(s).")
     d1, d2 = st.columns(2, gap="large")
@@ -291,8 +310,8 @@ def health_view(choice: dict, loaded, states: dict, key: str, spec: str) -> None
     with d2:
         depth = int(st.select_slider("Depth of the lesson's nets", [8, 14, 20, 32], value=20, key="ms_lesson_depth"))
         lesson = _lesson(depth)
-        st.plotly_chart(msplots.depth_bars(lesson, f"Vanishing gradients: {depth} conv layers, fresh weights",
-                                           "‖∇W‖ (log)"), width="stretch", key="ms_lesson")
+        st.plotly_chart(_figure("depth_bars", lesson, f"Vanishing gradients: {depth} conv layers, fresh weights",
+                                "‖∇W‖ (log)"), width="stretch", key="ms_lesson")
         plain, res = (list(v.values()) for v in lesson.values())
         st.caption(f"Gradient norm of each layer after one backward pass, PyTorch's default init, no BatchNorm. "
                    f"Plain: first conv {plain[0]:.1e} vs last {plain[-2]:.1e} ({plain[-2] / max(plain[0], 1e-30):.0e}x "
@@ -330,18 +349,17 @@ def _thumb(ds, i: int, amap: torch.Tensor | None) -> "display.Image.Image":
     return display.overlay(im, display.heatmap(amap), 0.45)
 
 
-def _gallery(ds, loaded, layer: str, ch: int, items: list[tuple[int, float]]) -> None:
-    maps = topk.channel_maps(loaded.model, ds.images, [i for i, _ in items], layer, ch, mean=loaded.mean,
-                             std=loaded.std, size=loaded.input_size, in_channels=loaded.in_channels)
+def _gallery(ds, loaded, key: str, spec: str, layer: str, ch: int, items: list[tuple[int, float]]) -> None:
+    maps = _channel_maps(key, spec, layer, ch, tuple(i for i, _ in items), loaded, ds.images)
     cols = st.columns(len(items))
     for col, (i, s), m in zip(cols, items, maps):
-        col.image(_thumb(ds, i, m if m.numel() > 1 else None), width=TILE,
+        col.image(**picture(_thumb(ds, i, m if m.numel() > 1 else None), width=TILE),
                   caption=f"#{i} {ds.classes[int(ds.labels[i])]}: {s:.3g}")
 
 
 def channel_view(choice: dict, loaded, key: str, spec: str) -> None:
     shape = (loaded.in_channels, loaded.input_size, loaded.input_size)
-    layers = [li for li in features.list_layers(loaded.model, shape)
+    layers = [li for li in _layers(key, shape, loaded.model)
               if len(li.shape) in (2, 4) and li.type not in ("Sequential", "ModuleList")]
     by = {li.name: li for li in layers}
     names = list(by)
@@ -385,9 +403,9 @@ def channel_view(choice: dict, loaded, key: str, spec: str) -> None:
     if scores is not None:
         top, bottom = scores.top(ch, K), scores.bottom(ch, K)
         st.markdown("**Most**")
-        _gallery(ds, loaded, layer, ch, top)
+        _gallery(ds, loaded, key, spec, layer, ch, top)
         st.markdown("**Least**")
-        _gallery(ds, loaded, layer, ch, bottom)
+        _gallery(ds, loaded, key, spec, layer, ch, bottom)
         how = "read from the cache" if scores.cached else f"computed in {scores.seconds:.1f} s, batches of {scores.batch}"
         st.caption(f"The {K} of {scores.values.shape[0]:,} `{spec}` test images with the highest and the lowest "
                    f"peak activation of channel {ch} (#index class: peak value), each with the channel's map over "
@@ -428,7 +446,7 @@ def _run_vis(loaded, target: tuple, s: featurevis.Settings, label: str) -> featu
 
 
 def _show_vis(v: featurevis.Visualisation, col) -> None:
-    col.image(display.upscale_nearest(v.image, 224), width=224)
+    col.image(**picture(display.upscale_nearest(v.image, 224), width=224))
     gain = f"{v.gain:.1f}x" if v.start > 1e-8 else f"+{v.gain:.3g}"
     col.caption(f"Maximises the {v.target}: {v.start:.3g} on the starting noise → {v.final:.3g} ({gain}), "
                 f"{v.settings.steps} steps of Adam (lr {v.settings.lr}), {v.settings.param} image, jitter "

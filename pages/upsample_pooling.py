@@ -19,6 +19,7 @@ page_header(
 import torch  # noqa: E402  (after the header has painted)
 
 from cnnviz.images import display  # noqa: E402
+from ui.pictures import picture  # noqa: E402
 from ui.tensors import input_tensor  # noqa: E402
 from cnnviz.ops import OpError, pool, resample, previews  # noqa: E402
 
@@ -44,7 +45,8 @@ def _pool(digest: str, kind: str, kernel: int, stride: int, padding: int, dilati
     res = pool.pool(_x, kind, kernel=kernel, stride=stride, padding=padding, dilation=dilation, ceil_mode=ceil_mode,
                     norm_type=norm, output_hw=out_hw, count_include_pad=include_pad)
     scale = previews.display_scale([tuple(_x.shape[1:])], 480, 400)
-    return res, scale, previews.to_image(_x, scale), previews.to_image(res.output, scale)
+    counts = pool.winner_counts(res.indices, tuple(_x.shape[1:])) if res.indices is not None else None
+    return res, scale, previews.to_image(_x, scale), previews.to_image(res.output, scale), counts
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -106,14 +108,14 @@ def _upsample_tab() -> None:
     except OpError:
         other = None
     g = st.columns(4)
-    g[0].image(in_zoom, caption=f"Input crop: rows {crop.top}..{crop.top + crop.h - 1}, columns "
+    g[0].image(**picture(in_zoom), caption=f"Input crop: rows {crop.top}..{crop.top + crop.h - 1}, columns "
                f"{crop.left}..{crop.left + crop.w - 1} of the {H}×{W} input ({cell} px per pixel).")
     for col, res_ in ((g[1], up), (g[2], other)):
         if res_ is None:
             continue
         zoom, n_px, ocell = previews.zoom_same_area(res_.output, (H, W), crop, cell)
         tag = res_.mode + (" (align_corners=True)" if res_.align_corners else "")
-        col.image(zoom, caption=f"{tag}: the same area of the {Ho}×{Wo} output ({n_px[0]}×{n_px[1]} px), "
+        col.image(**picture(zoom), caption=f"{tag}: the same area of the {Ho}×{Wo} output ({n_px[0]}×{n_px[1]} px), "
                   f"at the same physical size ({ocell:g} px per output pixel)"
                   + (" — for comparison." if res_ is other else "."))
     # transposed conv for comparison
@@ -129,7 +131,7 @@ def _upsample_tab() -> None:
             g[3].warning(str(exc))
         else:
             zoom, n_px, ocell = previews.zoom_same_area(tr.output, (H, W), crop, cell)
-            g[3].image(zoom, caption=f"Transposed conv ×{tr.factor} with fixed bilinear weights: the same area of "
+            g[3].image(**picture(zoom), caption=f"Transposed conv ×{tr.factor} with fixed bilinear weights: the same area of "
                        f"its {tr.out_shape[2]}×{tr.out_shape[3]} output.")
     st.caption("Nearest copies each input pixel into a block of identical output pixels; bilinear and bicubic "
                "blend neighbours into smooth ramps (bicubic can overshoot, clamped to [0, 1] here); area "
@@ -137,7 +139,7 @@ def _upsample_tab() -> None:
 
     st.subheader("Whole output", divider="gray")
     o1, o2 = st.columns([2, 1])
-    o1.image(up_img, caption=f"{mode} output, {Ho}×{Wo} px"
+    o1.image(**picture(up_img), caption=f"{mode} output, {Ho}×{Wo} px"
              + (f", shown at {up_img.width / Wo:.0%} (downsampled for display)" if up_img.width < Wo else "")
              + f". Input was {H}×{W}: {label}.")
     if tr is not None:
@@ -173,7 +175,7 @@ def _pool_tab() -> None:
         norm = c.number_input("LP norm p", 0.5, 16.0, 2.0, 0.5, key="pool_norm", disabled=kind != "lp")
     include_pad = c.checkbox("count_include_pad (avg)", value=True, key="pool_incpad", disabled=kind != "avg")
     try:
-        pr, pscale, pin_img, pout_img = _pool(digest, kind, kernel, stride, padding,
+        pr, pscale, pin_img, pout_img, all_counts = _pool(digest, kind, kernel, stride, padding,
                                               dilation if kind == "max" else 1, ceil_mode, float(norm),
                                               (int(oh), int(ow)), include_pad, x)
     except OpError as exc:
@@ -186,8 +188,8 @@ def _pool_tab() -> None:
                    f"{stride}) + 1 = {Po}; W_out likewise = {Qo}.")
     p1, p2 = st.columns(2)
     note = f" Shown at {pscale:.0%} (downsampled for display)." if pscale < 1 else ""
-    p1.image(pin_img, caption=f"Input {H}×{W}: {label}.{note}")
-    p2.image(pout_img, caption=f"{kind} pooled, {Po}×{Qo}, at the same scale as the input.{note}")
+    p1.image(**picture(pin_img), caption=f"Input {H}×{W}: {label}.{note}")
+    p2.image(**picture(pout_img), caption=f"{kind} pooled, {Po}×{Qo}, at the same scale as the input.{note}")
 
     if pr.indices is not None:
         st.subheader("Which pixel won each window", divider="gray")
@@ -197,7 +199,7 @@ def _pool_tab() -> None:
         wx = w3.slider("Crop centre, across (%)", 0, 100, 50, key="pool_cx") / 100
         wsize = w4.slider("Crop size (input px)", 4, 32, 12, key="pool_csize")
         wcrop = previews.crop_around((H, W), wy, wx, wsize)
-        counts = pool.winner_counts(pr.indices, (H, W))[wch]
+        counts = all_counts[wch]
         sub = previews.crop_tensor(counts, wcrop)
         pts = [(int(r), int(q)) for r, q in (sub > 0).nonzero().tolist()]
         sizes = [int(sub[r, q]) for r, q in pts]
@@ -215,7 +217,7 @@ def _pool_tab() -> None:
                         boxes.append((t0 - wcrop.top, l0 - wcrop.left, t0 + span - wcrop.top, l0 + span - wcrop.left))
             zoom = display.draw_boxes(zoom, boxes, scale=wcell, colour=(255, 200, 0), width=2)
         v1, v2 = st.columns([1, 1])
-        v1.image(zoom, caption=(
+        v1.image(**picture(zoom), caption=(
             f"Channel {'RGB'[wch]}, input rows {wcrop.top}..{wcrop.top + wcrop.h - 1}, columns "
             f"{wcrop.left}..{wcrop.left + wcrop.w - 1}: red dots are the pixels return_indices points to "
             f"({len(pts)} winners here; a bigger dot won several overlapping windows)"
@@ -223,10 +225,11 @@ def _pool_tab() -> None:
                ". Windows overlap (stride < window span), so they aren't outlined.")))
         if not adaptive:
             oc = previews.windows_in_crop((Po, Qo), wcrop, stride, padding)
-            v2.image(previews.grid_image(previews.crop_tensor(pr.output[wch:wch + 1], oc), wcell * stride),
+            v2.image(**picture(previews.grid_image(previews.crop_tensor(pr.output[wch:wch + 1], oc), wcell * stride),
+                               width=min(360, oc.w * wcell * stride)),
                      caption=f"The pooled output for the windows starting in this crop (rows {oc.top}..{oc.top + oc.h - 1}, "
                              f"columns {oc.left}..{oc.left + oc.w - 1}): each cell is its window's winning value, drawn "
-                             f"{stride}× bigger so it lines up with the input.", width=min(360, oc.w * wcell * stride))
+                             f"{stride}× bigger so it lines up with the input.")
         v2.markdown(
             "Max pooling passes on only the largest value of each window. `return_indices=True` also returns "
             "*where* it was (a flat index into H·W per channel), which `MaxUnpool2d` uses to put values back "
@@ -246,7 +249,7 @@ def _pool_tab() -> None:
         user_error(str(exc))
         return
     q1, q2 = st.columns([1, 1])
-    q1.image(rt_img, caption=f"{kind} pool to {Po}×{Qo}, then {rmode} back to {H}×{W}.{note}")
+    q1.image(**picture(rt_img), caption=f"{kind} pool to {Po}×{Qo}, then {rmode} back to {H}×{W}.{note}")
     q2.metric("MSE", f"{rt.mse:.5f}")
     q2.metric("PSNR", "∞ dB" if rt.psnr == float("inf") else f"{rt.psnr:.2f} dB")
     q2.caption("Reconstruction error against the input, values in [0, 1]: MSE = mean((x − x̂)²), "

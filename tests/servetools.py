@@ -95,17 +95,19 @@ def get(url: str, path: str = "/_stcore/health", cookie: str | None = None) -> t
 
 @contextlib.contextmanager
 def launched(run_dir: Path, workers: int = 2, env: dict[str, str] | None = None,
-             timeout: float = 240) -> Iterator[tuple[subprocess.Popen, str]]:
-    """Start the launcher with `--dir run_dir` on a free port; yield (process, proxy URL) once it is
-    ready; on the way out stop it with SIGTERM and check that every process it started ended."""
+             timeout: float = 240, port: int | None = None,
+             args: list[str] | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start the launcher with `--dir run_dir` on `port` (default: a free one) and more `args`; yield
+    (process, proxy URL) once it is ready; on the way out stop it with SIGTERM and check that every
+    process it started ended."""
     from cnnviz.serve import free_port
 
     require_haproxy()
-    port = free_port()
+    port = port or free_port()
     out = open(run_dir / "launcher.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnviz", "serve", "--workers", str(workers), "--port", str(port),
-         "--dir", str(run_dir)],
+         "--dir", str(run_dir), *(args or [])],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:

@@ -86,6 +86,23 @@ def test_a_port_in_use_is_refused_in_one_line_before_anything_starts(tmp_path):
     assert not (tmp_path / "w1.log").exists()  # no worker was started
 
 
+def test_secrets_the_workers_cannot_use_behind_the_proxy_are_refused_in_one_line(tmp_path):
+    """`--secrets FILE`: missing, not TOML, or an [auth] redirect_uri with {port} (each worker would
+    fill in its own port, which no browser can reach) — one line, exit 2, nothing started."""
+    require_haproxy()
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[auth\nredirect_uri = 1\n")
+    templated = tmp_path / "port.toml"
+    templated.write_text('[auth]\nredirect_uri = "http://localhost:{port}/oauth2callback"\ncookie_secret = "x"\n')
+    for secrets, message in ((tmp_path / "none.toml", "no secrets file at"), (bad_toml, "as TOML"),
+                             (templated, "contains {port}, which each worker would fill in")):
+        res = _serve("--port", "18555", "--dir", str(tmp_path / "run"), "--secrets", str(secrets))
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr and "\n" not in res.stderr.strip() and "Traceback" not in res.stderr, res.stderr
+    assert "http://localhost:18555/oauth2callback" in res.stderr  # the address to write instead
+    assert not (tmp_path / "run" / "w1.log").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_the_launcher_balances_keeps_affinity_restarts_a_killed_worker_and_stops_everything(tmp_path):

@@ -30,6 +30,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cnnviz import images
+from ui.pictures import picture
 
 KEY_IMAGE = "cnnviz_image"
 KEY_LABEL = "cnnviz_image_label"
@@ -229,7 +230,7 @@ def sidebar_picker() -> None:
             cols = st.columns(3, gap="small")
             for col, s in zip(cols, gallery[row:row + 3]):
                 with col:
-                    st.image(_thumb(str(s.path)), width="stretch")
+                    st.image(**picture(_thumb(str(s.path)), width="stretch"))
                     chosen = s.key == st.session_state[KEY_SAMPLE] and source == "sample"
                     st.button(
                         _short(s.title), key=f"sidebar_sample_{s.key}", help=s.title,
@@ -275,7 +276,7 @@ def sidebar_picker() -> None:
     if error:
         sb.error(error + " Using the sample instead.", icon=":material/error:")
     elif upload is not None and source == "upload":
-        sb.image(prepared, width="stretch")
+        sb.image(**picture(prepared, width="stretch"))
     sb.caption(f"Using **{label}**, {prepared.width}×{prepared.height} px"
                + (f" (from {original[0]}×{original[1]})" if prepared.size != tuple(original) else "")
                + (f". {note[0].upper() + note[1:]}." if note else "."))
