@@ -129,7 +129,7 @@ class RayCluster:
                     os.killpg(p.pid, sig)
                 except OSError:
                     pass
-            end = time.monotonic() + (15 if sig == signal.SIGTERM else timeout)
+            end = time.monotonic() + (5 if sig == signal.SIGTERM else timeout)
             while time.monotonic() < end and any(p.poll() is None for p in self.procs):
                 time.sleep(0.2)
         end = time.monotonic() + timeout

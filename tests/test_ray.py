@@ -69,6 +69,20 @@ def _jobs(cluster) -> dict:
     return {j.submission_id: j for j in JobSubmissionClient(cluster.address).list_jobs() if j.submission_id}
 
 
+def _ended_jobs(cluster, dirs: list[Path]) -> dict | None:
+    jobs = _jobs(cluster)
+    return jobs if all(str(jobs[d.name].status.value) == "SUCCEEDED" for d in dirs) else None
+
+
+def _wait_status(d: Path, status: Status, what: str, timeout: float = 120) -> None:
+    try:
+        wait_for(lambda: _status(d) == status, what, timeout)
+    except pytest.fail.Exception:
+        s = summary(d)
+        pytest.fail(f"{what}: it is {s.status} ({s.reason}); launcher {read_launcher(d)}; queue "
+                    f"{queue.entries(d.parent)}; log: {(d / runs.LOG_FILE).read_text()[-1500:]}")
+
+
 def _status(d: Path) -> Status:
     return summary(d).status
 
@@ -91,18 +105,22 @@ def test_a_sweep_runs_on_both_nodes_at_most_two_at_once_and_the_runs_page_shows_
     assert out.returncode == 0, out.stderr[-2000:]
     sweep = json.loads(out.stdout.strip().splitlines()[-1])
     dirs = [Path(d) for d in sweep["run_dirs"]]
+    # the sweep's dispatch submitted as many as the cluster could start (2 CPUs, 1 a run), in queue order
+    assert [(d / runs.LAUNCHER_FILE).is_file() for d in dirs] == [True, True, False, False]
     # nothing but the runs themselves moves the queue on: each dispatches the next as it ends
     wait_for(lambda: all(_status(d) == Status.FINISHED for d in dirs), "the 4 runs of the sweep to finish", 200)
-    jobs = _jobs(cluster)
+    jobs = wait_for(lambda: _ended_jobs(cluster, dirs), "the 4 jobs to end SUCCEEDED", 60)
     mine = [jobs[d.name] for d in dirs]
-    assert all(str(j.status.value) == "SUCCEEDED" for j in mine)
     assert len({j.driver_node_id for j in mine}) == 2, "the runs were placed on both nodes"
-    marks = sorted([(j.start_time, 1) for j in mine] + [(j.end_time, -1) for j in mine], key=lambda m: (m[0], m[1]))
+    marks = []
+    for d in dirs:  # each run's training process: from its start line to its final line
+        lines = [json.loads(x) for x in (d / runs.METRICS_FILE).read_text().splitlines()]
+        marks += [(next(x["t"] for x in lines if x["kind"] == "start"), 1), (lines[-1]["t"], -1)]
     level = peak = 0
-    for _, step in marks:
+    for _, step in sorted(marks, key=lambda m: (m[0], m[1])):
         level += step
         peak = max(peak, level)
-    assert peak <= 2, "never more running at once than the cluster's 2 CPUs"
+    assert peak <= 2, "never more training at once than the cluster's 2 CPUs"
     from cnnviz.runs.executor import executor_of
 
     rec = read_launcher(dirs[0])
@@ -132,7 +150,7 @@ def test_sigkill_is_interrupted_and_resumes_on_the_cluster_and_stop_gives_stoppe
     assert "Ray job" in snap.reason and snap.epochs_done == 1
     (d / runs.GATE_FILE).unlink()
     queue.submit(TrainConfig.from_dict(snap.config), root, resume_run_dir=d)
-    wait_for(lambda: _status(d) == Status.FINISHED, "the resumed run to finish on the cluster", 120)
+    _wait_status(d, Status.FINISHED, "the resumed run to finish on the cluster")
     assert read_run(d).epochs_done == 2 and read_launcher(d)["job_id"] == f"{d.name}-2"
 
     s = _gated(root, 2)
