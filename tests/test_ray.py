@@ -141,8 +141,8 @@ def _gated(root: Path, gate: int, epochs: int = 2) -> Path:
 def test_sigkill_is_interrupted_and_resumes_on_the_cluster_and_stop_gives_stopped(on_ray, cluster):
     root = on_ray
     d = _gated(root, 5)  # 4 steps an epoch: it holds after epoch 1 (checkpointed), at step 5
-    wait_for(lambda: (read_run(d).last_step or {}).get("step") == 5 or read_run(d).epochs_done == 1,
-             "the run to finish epoch 1 on the cluster", 120)
+    wait_for(lambda: (read_run(d).last_step or {}).get("step") == 5 and (d / runs.LAST_STATE).is_file(),
+             "the run to hold at step 5, after epoch 1's checkpoint, on the cluster", 120)
     wait_for(lambda: read_pid(d), "the run's pid file")
     os.kill(read_pid(d)[0], signal.SIGKILL)
     wait_for(lambda: _status(d) == Status.INTERRUPTED, "the killed run to show interrupted", 60)

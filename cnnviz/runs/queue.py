@@ -393,7 +393,10 @@ def dispatch(root: Path | None = None) -> list[Path]:
         queue = [e for e in entries(root) if (e.run_dir / CONFIG_FILE).is_file() or not e.run_dir.is_dir()]
         if not queue:
             return []
-        ex = executor()
+        try:
+            ex = executor()
+        except ValueError:
+            ex = None  # an unknown executor: each launch records that as its run's error, nothing wedges
         cluster = ex.cluster(root) if hasattr(ex, "cluster") else None
         running = active(root)
         cap = max_runs() if cluster is None or os.environ.get("CNNVIZ_MAX_RUNS", "").strip() else len(queue) + len(running)
