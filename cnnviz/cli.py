@@ -213,6 +213,13 @@ def cmd_train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         return 2
     if args.queue:
         return _queue_run(args, cfg)
+    if os.environ.get("CNNVIZ_NODE_CHECK"):  # a Ray job: does this node see the shared run folder?
+        from .runs.ray_executor import check_node
+
+        problem = check_node(args.run_dir or args.resume)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     if args.nproc is not None and not launched_by_torchrun():  # --nproc 1 too: one DDP rank (NCCL on CUDA)
         try:
             return _launch_torchrun(args, cfg, argv if argv is not None else sys.argv[1:])

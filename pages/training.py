@@ -26,6 +26,7 @@ from cnnviz.train import PRESETS, TrainConfig
 from cnnviz.uploads import list_uploads, uploads_dir
 from cnnviz.users import User, display_name, known
 from ui import auth
+from ui.cluster import cluster_panel, node_line
 from ui.layout import error_line, page_header
 from ui.run_view import STATUS_ICON, draw_charts, fmt_s, progress_text
 from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
@@ -38,7 +39,6 @@ LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.2, 0.4, 1.0]
 FIELDS = {f.name: f for f in TrainConfig.settings()}
 DEFAULTS = TrainConfig()
 FORM_ONLY = {"train_path": "", "train_nproc": 1}
-
 
 
 def me() -> User:
@@ -422,6 +422,7 @@ def draw_status(snap: RunSnapshot) -> None:
     st.caption(f"{cfg.get('model')} on {cfg.get('dataset')} · augment {str(cfg.get('augment'))[:40]} · "
                f"{cfg.get('optimizer')} lr {cfg.get('lr', 0):g} ({cfg.get('schedule')}) · batch "
                f"{cfg.get('batch_size')} · {cfg.get('epochs')} epochs · device {snap.device or cfg.get('device')}")
+    node_line(snap)
     st.progress(0.0 if snap.status == Status.QUEUED else snap.progress, text=progress_text(snap))
     if snap.error:
         st.error(snap.error, icon=":material/error:")
@@ -454,7 +455,8 @@ def dispatch() -> None:
     try:
         queue.dispatch()
     except (ValueError, OSError) as exc:
-        error_line("The queue is not moving", exc)
+        if not isinstance(exc, queue.ExecutorUnavailable):  # a cluster that did not answer: cluster_panel says it
+            error_line("The queue is not moving", exc)
 
 
 def live_status(run_dir: str) -> None:
@@ -580,6 +582,7 @@ def main() -> None:
     opts = options()
     init_state(opts)
     n_gpus = gpu_count()
+    cluster_panel()
     dispatch()
     advance_searches()
     any_live = any(r.alive for r in access.mine(user, list_runs()))

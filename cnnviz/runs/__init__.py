@@ -7,7 +7,8 @@ Modules:
   diverged, error, interrupted).
 - `liveness`: pids with start times (a reused pid is not a run's).
 - `executor`: the seam a queued run is started through (`Executor`: start, alive, stop, why_ended);
-  `LocalExecutor` runs it as a process of this machine with a memory limit.
+  `LocalExecutor` runs it as a process of this machine with a memory limit; `ray_executor`
+  (`CNNVIZ_EXECUTOR=ray`, imported only then) submits it as a job of a Ray cluster.
 - `status`: `decide`, the one rule that turns what a run wrote and what is alive into a status.
 - `reader`: `MetricsReader`, the one (incremental) reader of metrics.jsonl; `StepSeries`, a bounded
   min/max-preserving step series.

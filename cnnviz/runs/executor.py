@@ -10,7 +10,13 @@ A run is a command (`python -m cnnviz train --config ... --run-dir ...`); an exe
 where that command runs. `LocalExecutor` runs it as a process of this machine, in a session of its
 own (it outlives the server), with an address-space limit (`CNNVIZ_RUN_MEMORY_MB`) so that a run that
 allocates too much ends as "error: out of memory" instead of taking the machine down. A cluster
-backend (Ray's Jobs API) implements the same four methods; pages and the CLI never see which.
+backend implements the same four methods; pages and the CLI never see which. `RayExecutor`
+(`CNNVIZ_EXECUTOR=ray`, cnnviz/runs/ray_executor.py) submits each run as a job of a Ray cluster; it
+is imported only when chosen, so nothing imports Ray by default. An executor may also offer
+`cluster(root)` (its nodes and free resources: dispatch then submits what fits, not `max_runs()`),
+`needs(config, nproc)`, `stop_grace_s` (the queue calls `stop` on a run whose stop file is older) and
+`log_tail(run_dir, record)`. `ExecutorUnavailable` (an OSError) says the executor's backend did not
+answer: nothing queued is consumed, nothing live is marked ended.
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ from .status_type import Status
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the cnnviz package
 OOM_MARKERS = (b"MemoryError", b"can't allocate memory", b"Cannot allocate memory", b"std::bad_alloc",
                b"out of memory")
+
+
+class ExecutorUnavailable(OSError):
+    """The executor's backend (a cluster) did not answer: try again later; nothing was started."""
 
 
 class Executor(Protocol):
@@ -122,17 +132,25 @@ class LocalExecutor:
                                     "(out of memory, kill -9), crashed, or the machine restarted")
 
 
-_EXECUTORS = {"local": LocalExecutor}
+def _ray(address: str | None = None):
+    from .ray_executor import RayExecutor  # imports Ray only when a Ray executor is used
+
+    return RayExecutor(address)
 
 
-def executor(name: str | None = None) -> Executor:
-    """The executor named `name`, else $CNNVIZ_EXECUTOR, else local; ValueError for an unknown name."""
+_EXECUTORS = {"local": lambda address=None: LocalExecutor(), "ray": _ray}
+
+
+def executor(name: str | None = None, address: str | None = None) -> Executor:
+    """The executor named `name`, else $CNNVIZ_EXECUTOR, else local; ValueError for an unknown name (or
+    for "ray" without $RAY_ADDRESS)."""
     name = (name or os.environ.get("CNNVIZ_EXECUTOR") or "local").strip().lower()
     if name not in _EXECUTORS:
         raise ValueError(f"CNNVIZ_EXECUTOR={name!r} is not an executor here; known: {', '.join(_EXECUTORS)}.")
-    return _EXECUTORS[name]()
+    return _EXECUTORS[name](address)
 
 
 def executor_of(record: dict) -> Executor:
-    """The executor that wrote a launcher record (records without a name are local)."""
-    return executor(str(record.get("executor") or "local"))
+    """The executor that wrote a launcher record (records without a name are local; a Ray record keeps
+    the cluster address it was submitted to)."""
+    return executor(str(record.get("executor") or "local"), record.get("address"))

@@ -14,7 +14,13 @@ next queued run as it exits, so the queue moves on with no browser open.
 Nothing in the queue can wedge it: a queue file that is not a valid entry, or whose run directory
 is not directly under the runs root, is set aside in .queue/rejected/ with the reason beside it; a
 launch that fails ends that run as "error" with the executor's reason, and the next one starts.
-`CNNVIZ_MAX_RUNS` caps the runs training at once (default one per CUDA GPU, 1 without).
+`CNNVIZ_MAX_RUNS` caps the runs training at once (default one per CUDA GPU, 1 without). An executor
+with a cluster (`CNNVIZ_EXECUTOR=ray`) submits instead as many as the cluster can start now (its free
+CPUs/GPUs; `CNNVIZ_MAX_RUNS`, when set, still caps them), the next in fair order first: when that one
+does not fit, nothing behind it jumps the line. A cluster that does not answer raises
+`ExecutorUnavailable` (an OSError, one line) and every entry stays queued. For such an executor the
+dispatch pass also ends, with the executor's `stop`, a run whose stop file is older than its grace
+period (`stop_grace_s`) and that still trains.
 
 The next run is picked round-robin across owners (`cnnviz.runs.fair`: the owner whose last start is
 oldest goes first), skipping an owner who already trains their `max_running` runs (a per-user limit
@@ -36,9 +42,11 @@ from pathlib import Path
 
 from ..atomic import atomic_write_bytes
 from . import access, fair
-from .executor import executor
+from .executor import ExecutorUnavailable, executor, executor_of
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, STOP_FILE,
-                     SWEEP_FILE, inside_root, new_run_dir, read_json, root_of, run_dirs, write_json)
+                     SUMMARY_FILE, SWEEP_FILE, inside_root, new_run_dir, read_config, read_json, root_of, run_dirs,
+                     write_json)
+from .liveness import read_launcher
 from .quotas import Limits, quota_of
 
 LOCK_FILE = "lock"
@@ -342,12 +350,40 @@ def _running_cap(e: Entry, root: Path, quotas: dict) -> int:
     return int(q["max_running"]) if "max_running" in q else e.max_running
 
 
+def _ended(run_dir: Path) -> bool:
+    s = read_json(run_dir / SUMMARY_FILE)
+    return isinstance(s, dict) and s.get("state") not in (None, "open")
+
+
+def enforce_stops(root: Path | None = None) -> list[Path]:
+    """End, through its executor's `stop`, each run whose stop file is older than the executor's grace
+    period (`stop_grace_s`; local runs have none: the stop file alone stops them) and that still trains.
+    Returns those stopped."""
+    out = []
+    for stop in root_of(root).glob(f"*/{STOP_FILE}"):
+        d = stop.parent
+        rec = read_launcher(d)
+        if not rec or rec.get("error") or str(rec.get("executor") or "local") == "local" or _ended(d):
+            continue
+        try:
+            ex = executor_of(rec)
+            grace = getattr(ex, "stop_grace_s", None)
+            if grace is not None and time.time() - stop.stat().st_mtime >= grace() and ex.alive(d, rec):
+                ex.stop(d, rec)
+                out.append(d)
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def dispatch(root: Path | None = None) -> list[Path]:
-    """Start queued runs while fewer than max_runs() train, round-robin across owners (the owner whose
-    last start is oldest first), each owner within their running-at-once cap; nothing while paused.
-    Returns those started."""
+    """Start queued runs while fewer than max_runs() train (with a cluster executor: while the next fits
+    on the cluster), round-robin across owners (the owner whose last start is oldest first), each owner
+    within their running-at-once cap; nothing while paused. Returns those started.
+    ExecutorUnavailable when the executor's cluster did not answer (nothing consumed)."""
     root = root_of(root)
     q = _qdir(root)
+    enforce_stops(root)
     if not q.is_dir() or (q / PAUSE_FILE).exists():
         return []
     started = []
@@ -357,8 +393,14 @@ def dispatch(root: Path | None = None) -> list[Path]:
         queue = [e for e in entries(root) if (e.run_dir / CONFIG_FILE).is_file() or not e.run_dir.is_dir()]
         if not queue:
             return []
+        try:
+            ex = executor()
+        except ValueError:
+            ex = None  # an unknown executor: each launch records that as its run's error, nothing wedges
+        cluster = ex.cluster(root) if hasattr(ex, "cluster") else None
         running = active(root)
-        free = max_runs() - len(running)
+        cap = max_runs() if cluster is None or os.environ.get("CNNVIZ_MAX_RUNS", "").strip() else len(queue) + len(running)
+        free = cap - len(running)
         if free <= 0:
             return []
         training: dict[str, int] = {}
@@ -373,12 +415,14 @@ def dispatch(root: Path | None = None) -> list[Path]:
             if not eligible:
                 break
             e = fair.order(eligible, starts)[0]
+            if cluster is not None and e.run_dir.is_dir() and not _fits(ex, e, cluster):
+                break  # the next in line waits for room; nobody behind it jumps the line
             queue.remove(e)
             if not e.run_dir.is_dir():
                 e.path.unlink(missing_ok=True)
                 continue  # deleted while it waited
+            ok = launch(e.run_dir, resume=e.resume, nproc=e.nproc, ex=ex)  # ExecutorUnavailable: stays queued
             starts = fair.record(q, e.owner, starts)
-            ok = launch(e.run_dir, resume=e.resume, nproc=e.nproc)
             e.path.unlink(missing_ok=True)  # only now: a reader never sees it neither queued nor launched
             if ok:
                 started.append(e.run_dir)
@@ -387,7 +431,14 @@ def dispatch(root: Path | None = None) -> list[Path]:
     return started
 
 
-def launch(run_dir: Path, *, resume: bool = False, nproc: int | None = None) -> bool:
+def _fits(ex, e: Entry, cluster: dict) -> bool:
+    """Whether the cluster has a node with room for `e` now (taking that room from `cluster`)."""
+    from .ray_executor import fits, needs
+
+    return fits(needs(read_config(e.run_dir), e.nproc, cluster["total"].get("GPU", 0.0)), cluster["nodes"]) is not None
+
+
+def launch(run_dir: Path, *, resume: bool = False, nproc: int | None = None, ex=None) -> bool:
     """Start the CLI on `run_dir` through the executor and record how (launcher.json). A launch that
     fails (the executor's error, a fork error, a full disk) is recorded as the run's error; False."""
     run_dir = Path(run_dir).resolve()
@@ -399,8 +450,10 @@ def launch(run_dir: Path, *, resume: bool = False, nproc: int | None = None) -> 
     (run_dir / PID_FILE).unlink(missing_ok=True)  # an earlier attempt's
     (run_dir / STOP_FILE).unlink(missing_ok=True)  # an earlier attempt's stop: a Stop from now on counts
     try:
-        ex = executor()
+        ex = ex or executor()
         record = ex.start(run_dir, argv)
+    except ExecutorUnavailable:
+        raise  # the cluster did not answer: the entry stays queued, nothing is recorded
     except (OSError, ValueError, RuntimeError) as exc:
         reason = f"the run could not be started: {getattr(exc, 'strerror', None) or exc}"
         with contextlib.suppress(OSError):

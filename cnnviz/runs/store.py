@@ -19,6 +19,7 @@ from typing import Any
 
 from .layout import (CONFIG_FILE, LAST_WEIGHTS, METRICS_FILE, OWNER_FILE, SUMMARY_FILE, checkpoints, is_run_dir, log_tail,
                      read_config, read_json, root_of, run_dirs, sweep_of, write_json)
+from .liveness import read_launcher
 from .reader import MetricsReader
 from .status import decide
 from .status_type import Status
@@ -85,7 +86,18 @@ class RunSnapshot:
         return p if p.is_file() else None
 
     def log_tail(self) -> str:
-        return log_tail(self.run_dir) if self.status in (Status.INTERRUPTED, Status.ERROR) else ""
+        """The last lines of its log (a Ray job's log from the cluster until it is copied to log.txt)."""
+        if self.status not in (Status.INTERRUPTED, Status.ERROR):
+            return ""
+        rec = read_launcher(self.run_dir)
+        if rec and rec.get("executor") == "ray" and rec.get("job_id") and not rec.get("log_copied"):
+            try:
+                from .executor import executor_of
+
+                return executor_of(rec).log_tail(self.run_dir, rec) or log_tail(self.run_dir)
+            except (OSError, ValueError):
+                pass
+        return log_tail(self.run_dir)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (`runs --json`): paths as strings, the status as its name, no curves."""
