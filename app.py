@@ -11,9 +11,17 @@ keeps Streamlit's old pages/-folder mode off so that a fresh server's first requ
 bookmark such as /train opens that page without a "Page not found" dialog (ui/nav.py).
 """
 
-import streamlit as st
+import os
 
-from ui.nav import PAGES, server_lifespan
+# Before torch is imported (by the first page): the server's OpenMP threads sleep when idle instead
+# of spinning. On a machine whose cores training runs keep busy, spinning threads of two processes
+# fight over the cores: the Attribution page's sanity check on ResNet-small took 92 s beside two busy
+# torch processes with the default, 3.0 s with PASSIVE (2.0 vs 2.5 s on an idle machine; README).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
+
+from ui.nav import PAGES, server_lifespan  # noqa: E402
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -63,3 +64,15 @@ def test_home_through_app_links_every_page():
     assert sorted(links) == sorted(p.url for p in PAGES[1:]), links
     captions = " ".join(c.value for c in at.sidebar.caption)
     assert "Using " in captions
+
+
+def test_the_server_sets_a_passive_openmp_wait_policy_before_torch_is_imported():
+    """`streamlit run app.py` imports app.py first: it must set OMP_WAIT_POLICY before any page
+    imports torch (spinning OpenMP threads beside busy training runs made a page 30x slower)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    code = "import os, sys, app; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split()[-2:] == ["PASSIVE", "False"], out.stdout + out.stderr
