@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--points", type=int, default=5000)
     ap.add_argument("--skip-umap", action="store_true")
     ap.add_argument("--parts", default="projector,attribution,fgsm",
-                    help="which parts to run, comma-separated: projector, attribution, fgsm")
+                    help="which parts to run, comma-separated: projector, attribution, fgsm, contention")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
@@ -110,6 +110,8 @@ def main() -> None:
         attribution_part()
     if "fgsm" in parts:
         fgsm_part()
+    if "contention" in parts:
+        contention_part()
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
@@ -162,6 +164,44 @@ def fgsm_part() -> None:
     wall, cpu = fgsm_slider_rerun()
     print(f"the Attribution page's rerun for an ε slider move (AppTest): {1000 * wall:.0f} ms wall, "
           f"{1000 * cpu:.0f} ms CPU")
+
+
+SANITY = """
+import time, torch
+from cnnviz.images import load_image, samples
+from cnnviz.inspect import attribution, features, loading
+im = load_image(samples()[0].path)
+loaded = loading.from_checkpoint(loading.shipped_checkpoints()["resnet_small"], "resnet_small")
+x, _ = features.preprocess(im, 32, loaded.mean, loaded.std, 3)
+attribution.sanity_check(loaded.model, x, ["Grad-CAM"], mean=loaded.mean, std=loaded.std)
+t = time.perf_counter()
+attribution.sanity_check(loaded.model, x, list(attribution.METHODS), mean=loaded.mean, std=loaded.std)
+print(time.perf_counter() - t)
+"""
+BUSY = "import torch\na = torch.randn(256, 256)\nwhile True:\n    a = (a @ a).tanh()\n"
+
+
+def contention_part() -> None:
+    """The ResNet-small sanity check in a fresh process beside two busy torch processes (what training
+    runs are to the server), with OpenMP's default wait policy and with PASSIVE (app.py's)."""
+    import signal
+    import subprocess
+
+    print("\n# Beside two busy torch processes (ResNet-small full sanity check, a fresh process each)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OMP_WAIT_POLICY", None)
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY], start_new_session=True) for _ in range(2)]
+    try:
+        time.sleep(2)  # let them start spinning
+        for policy in (None, "PASSIVE"):
+            e = dict(env, **({"OMP_WAIT_POLICY": policy} if policy else {}))
+            out = subprocess.run([sys.executable, "-c", SANITY], env=e, capture_output=True, text=True, timeout=900)
+            secs = float(out.stdout.split()[-1]) if out.returncode == 0 else float("nan")
+            print(f"OMP_WAIT_POLICY={policy or '(default)'}: {secs:.1f} s")
+    finally:
+        for p in busy:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
 
 
 if __name__ == "__main__":
