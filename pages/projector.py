@@ -14,7 +14,7 @@ page_header(
     "What does the network group together? Every test image goes through the model and leaves one vector "
     "(the **penultimate** features, what the last layer classifies, or any layer averaged over positions); "
     "PCA, t-SNE or UMAP lays the vectors out in 2-D or 3-D so that images the network finds alike land close. "
-    "Colour by true class, predicted class or right/wrong; hover a point for its classes; **select points** "
+    "Colour by true class, predicted class or right/wrong; hover a point to see its image; **select points** "
     "(click, box or lasso) to see their images, and open one in Feature maps. For a training run, scrub "
     "through its saved epochs to watch the classes pull apart.",
 )
@@ -25,8 +25,9 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 
 from cnnviz.images import display  # noqa: E402
-from cnnviz.inspect import features, projector, loading  # noqa: E402
+from cnnviz.inspect import features, projector, loading, sprites  # noqa: E402
 from ui.pick_weights import pick_weights  # noqa: E402
+from ui.scatter_hover import hover_pictures  # noqa: E402
 from ui.weights import RUN, SHIPPED, UPLOAD  # noqa: E402
 
 THUMB = 72
@@ -97,6 +98,32 @@ def _layer_names(weights_key: str, shape: tuple[int, ...], _model) -> list[str]:
 def _figure(job_id: int, colour: str, _proj, _ts, _feats, _classes):
     """The scatter of one finished projection (rebuilt only when the colouring changes)."""
     return projector.scatter(_proj.coords, _ts.indices, _ts.labels, _feats.preds, _feats.confidence, _classes, colour)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _sprite(features_job_id: int, _ts) -> sprites.Sprite | str:
+    """Every test image's thumbnail in one sprite sheet (the hover pictures), or why not (one line)."""
+    try:
+        return sprites.sprite_sheet(_ts.images)
+    except ValueError as exc:   # no points, or over the memory budget (BudgetError)
+        return (str(exc).strip().splitlines() or ["no sprite sheet"])[0]
+
+
+def scatter_with_pictures(fig, dim: int, sprite):
+    """The scatter (2-D: selectable) with the picture of the point under the mouse; its selection event."""
+    key = "pj_scatter" if dim == 2 else "pj_scatter3d"
+    with st.container(key=f"{key}_box"):
+        if dim == 2:
+            event = st.plotly_chart(fig, width="stretch", key=key, on_select="rerun",
+                                    selection_mode=("points", "box", "lasso"))
+        else:
+            event = None
+            st.plotly_chart(fig, width="stretch", key=key)
+        if isinstance(sprite, sprites.Sprite):
+            hover_pictures(f"{key}_box", sprite)
+    if not isinstance(sprite, sprites.Sprite):
+        st.caption(f"No pictures on hover: {sprite}")
+    return event
 
 
 def wait_for(job: projector.Job, what: str) -> bool:
@@ -238,19 +265,14 @@ proj = pjob.result
 classes = ts.classes if len(ts.classes) == len(loaded.classes) else _classes(picked, ts.labels)
 fig = _figure(pjob.id, colour, proj, ts, feats, tuple(classes))
 acc = float((feats.preds == ts.labels).mean())
-if dim == 2:
-    event = st.plotly_chart(fig, width="stretch", key="pj_scatter", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"))
-else:
-    event = None
-    st.plotly_chart(fig, width="stretch", key="pj_scatter3d")
+event = scatter_with_pictures(fig, dim, _sprite(fjob.id, ts))
 axes = (f"; the axes explain {', '.join(f'{v:.0%}' for v in proj.explained)} of the variance"
         if proj.explained is not None else "")
 st.caption(f"{len(ts.indices):,} of the {ts.total:,} {loading.dataset_label(spec)} test images"
            + (" (a stratified sample)" if len(ts.indices) < ts.total else "")
            + f", {feats.layer} ({feats.vectors.shape[1]} values each), laid out by {method} in {dim}-D in "
            f"{proj.seconds:.1f} s{axes}. The model is right on {acc:.1%} of them; silhouette of the true classes in "
-           f"the feature space {sil:.2f} (-1..1). Hover a point for its index and classes"
+           f"the feature space {sil:.2f} (-1..1). Hover a point to see its image and classes"
            + ("; select points (click, box or lasso) to see their images." if dim == 2 else
               "; drag to rotate. Selecting points works in the 2-D view."))
 chosen = projector.selected_indices(event) if event is not None else []

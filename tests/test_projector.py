@@ -124,6 +124,7 @@ def test_hover_and_selection_map_back_to_image_indices():
         for trace in fig.data:
             for k, (cd, text) in enumerate(zip(trace.customdata, trace.hovertext)):
                 pos = int(np.nonzero(indices == int(cd[0]))[0][0])
+                assert int(cd[1]) == pos                      # its tile in a sprite sheet of the same images
                 assert text.startswith(f"#{indices[pos]}: {classes[labels[pos]]}")
                 assert f"predicted {classes[preds[pos]]}" in text
                 assert (trace.x[k], trace.y[k]) == (coords[pos, 0], coords[pos, 1])

@@ -417,7 +417,8 @@ def scatter(coords: np.ndarray, indices: np.ndarray, labels: np.ndarray, preds: 
             confidence: np.ndarray, classes: Sequence[str], colour_by: str = "true class",
             ranges: Sequence[Sequence[float]] | None = None, title: str = ""):
     """A plotly scatter (2-D: WebGL, selectable; 3-D: rotatable) of `coords`, one trace per colour group.
-    Each point carries its dataset index in `customdata`; its hover names index, true and predicted class."""
+    Each point's `customdata` is [dataset index, position in `coords`] (the position is its tile in a sprite
+    sheet of the same images, cnnviz.inspect.sprites); its hover names index, true and predicted class."""
     import plotly.graph_objects as go
 
     coords = np.asarray(coords)
@@ -438,7 +439,8 @@ def scatter(coords: np.ndarray, indices: np.ndarray, labels: np.ndarray, preds: 
         colour = (["#21918c", "#d62728"][g] if colour_by == "right / wrong" else _PALETTE[g % len(_PALETTE)])
         hover = [f"#{int(indices[i])}: {classes[int(labels[i])]}<br>predicted {classes[int(preds[i])]} "
                  f"({100 * float(confidence[i]):.0f}%)" for i in sel]
-        common = dict(name=f"{names[g]} ({len(sel):,})", customdata=np.asarray(indices)[sel].reshape(-1, 1),
+        common = dict(name=f"{names[g]} ({len(sel):,})",
+                      customdata=np.stack([np.asarray(indices)[sel], sel], axis=1),
                       hovertext=hover, hoverinfo="text", mode="markers")
         if dim == 2:
             fig.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1],
