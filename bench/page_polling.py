@@ -58,12 +58,15 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
         box = page.get_by_label(label, exact=True)
         box.fill(str(value))
         box.press("Tab")
+    def new_runs() -> list[Path]:  # not .queue/ (made by the first queued run) nor other dot-folders
+        return [p for p in root.iterdir() if p.name not in before and not p.name.startswith(".")]
+
     before = set(p.name for p in root.iterdir())
     button.click()
     deadline = time.time() + 1800
-    while not [p for p in root.iterdir() if p.name not in before] and time.time() < deadline:
+    while not new_runs() and time.time() < deadline:
         time.sleep(0.2)
-    run_dir = next(p for p in root.iterdir() if p.name not in before)
+    run_dir = new_runs()[0]
     if leave:
         page.goto("about:blank")
     # Wait on the run's own log, not on the page: reading the page's text every second would make
