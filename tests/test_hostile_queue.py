@@ -131,3 +131,25 @@ def test_a_run_over_its_memory_limit_ends_as_out_of_memory_and_the_next_starts(r
     with open(f"/proc/{os.getpid()}/status") as f:  # this process (the server's part) never held the hog's memory
         rss_mb = next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
     assert rss_mb < 3000
+
+
+@pytest.mark.parametrize("by_server", [True, False])
+def test_a_run_keeps_openmps_default_wait_policy_unless_the_user_set_one(runs_root, monkeypatch, by_server):  # noqa: F811
+    """app.py makes the server's OpenMP threads passive; a run process started from it must not
+    inherit that (a training run alone on its cores trains faster with spinning threads), but a
+    policy the user set themselves reaches the run."""
+    from cnnviz.runs.executor import LocalExecutor
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    if by_server:
+        monkeypatch.setenv("CNNVIZ_SERVER_OMP_PASSIVE", "1")
+    else:
+        monkeypatch.delenv("CNNVIZ_SERVER_OMP_PASSIVE", raising=False)
+    run_dir = runs_root / "env-probe"
+    run_dir.mkdir()
+    code = "import os; print('policy', os.environ.get('OMP_WAIT_POLICY'), os.environ.get('CNNVIZ_SERVER_OMP_PASSIVE'))"
+    ex = LocalExecutor()
+    record = ex.start(run_dir, ["-c", code])
+    wait_for(lambda: not ex.alive(run_dir, record), "the probe process to end")
+    line = next(ln for ln in (run_dir / runs.LOG_FILE).read_text().splitlines() if ln.startswith("policy"))
+    assert line == ("policy None None" if by_server else "policy PASSIVE None")

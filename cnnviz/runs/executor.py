@@ -75,6 +75,15 @@ def run_memory_limit_bytes() -> int | None:
     return int(total * 0.75)
 
 
+def run_environ() -> dict[str, str]:
+    """This process's environment for a run, less the OpenMP wait policy the app server set for itself
+    (app.py: passive threads in the server; a run keeps OpenMP's default unless the user set one)."""
+    env = dict(os.environ)
+    if env.pop("CNNVIZ_SERVER_OMP_PASSIVE", None):
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
 def _limit_memory(nbytes: int | None):
     if nbytes is None:
         return None
@@ -93,7 +102,7 @@ class LocalExecutor:
 
     def start(self, run_dir: Path, argv: list[str]) -> dict:
         limit = run_memory_limit_bytes()
-        env = {**os.environ, "CNNVIZ_RUNS": str(Path(run_dir).parent),
+        env = {**run_environ(), "CNNVIZ_RUNS": str(Path(run_dir).parent),
                "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         if limit is not None:
             env["CNNVIZ_RUN_MEMORY_LIMIT"] = str(limit)  # for the run's own out-of-memory message

@@ -182,7 +182,7 @@ def needs(config: dict, nproc: int | None, cluster_gpus: float = 0.0) -> dict[st
 def _job_env(run_dir: Path, addr: str, token: str) -> dict[str, str]:
     """The job's environment: cnnviz's settings (no secrets), absolute runs/data folders, this executor."""
     env = {k: v for k, v in os.environ.items()
-           if k.startswith("CNNVIZ_") and not any(w in k for w in SECRET_WORDS)}
+           if k.startswith("CNNVIZ_") and not any(w in k for w in SECRET_WORDS) and k != "CNNVIZ_SERVER_OMP_PASSIVE"}
     data = Path(os.environ.get("CNNVIZ_DATA") or "data").resolve()
     env.update(CNNVIZ_RUNS=str(Path(run_dir).resolve().parent), CNNVIZ_DATA=str(data), CNNVIZ_EXECUTOR="ray",
                RAY_API_SERVER_ADDRESS=addr, CNNVIZ_NODE_CHECK=token)
