@@ -1,8 +1,8 @@
-"""What the Ray executor costs over local processes: python bench/ray_overhead.py [--runs 4] [--train-images 256] [--json OUT]
+"""What the Ray executor costs over local processes: python bench/ray_overhead.py [--runs 4] [--train-images 256] [--epochs 1] [--json OUT]
 
 Starts a two-node Ray cluster on this machine (tests/raycluster.py: a head and a worker, one CPU
 each, 127.0.0.1) and measures, for the same small runs (shapes, lenet5, --train-images training
-images, 256 by default, 1 epoch, device cpu, batch 32):
+images, 256 by default, --epochs epochs, 1 by default, device cpu, batch 32):
 
   start overhead   time from submit (queue.submit) to the run's first step line, Ray vs a local process
                    (one run on an idle executor; Ray's includes the job's runtime_env set-up);
@@ -91,8 +91,9 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--train-images", type=int, default=256,
                    help="training images per run (256: runs of a few seconds, all overhead; 4096: ~15-30 s runs)")
+    p.add_argument("--epochs", type=int, default=1)
     a = p.parse_args()
-    TINY["limit_train"] = a.train_images
+    TINY["limit_train"], TINY["epochs"] = a.train_images, a.epochs
     out = {"local": measure("local", a.runs, {})}
     with RayCluster(cpus=(1, 1)) as c:
         out["ray"] = measure("ray", a.runs, {"CNNVIZ_EXECUTOR": "ray", "RAY_ADDRESS": c.address})

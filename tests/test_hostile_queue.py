@@ -153,3 +153,25 @@ def test_a_run_keeps_openmps_default_wait_policy_unless_the_user_set_one(runs_ro
     wait_for(lambda: not ex.alive(run_dir, record), "the probe process to end")
     line = next(ln for ln in (run_dir / runs.LOG_FILE).read_text().splitlines() if ln.startswith("policy"))
     assert line == ("policy None None" if by_server else "policy PASSIVE None")
+
+
+@pytest.mark.parametrize("slots, users, expected", [("1", None, None), ("2", None, str(max(1, (os.cpu_count() or 1) // 2))),
+                                                    ("2", "3", "3")])
+def test_runs_at_once_share_the_cores_out(runs_root, monkeypatch, slots, users, expected):  # noqa: F811
+    """With several runs at once on this machine each run gets its share of the cores as
+    OMP_NUM_THREADS (every run taking every core made their threads spin against each other);
+    one run at a time keeps torch's default; a user's own OMP_NUM_THREADS wins."""
+    from cnnviz.runs.executor import LocalExecutor
+
+    monkeypatch.setenv("CNNVIZ_MAX_RUNS", slots)
+    if users is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", users)
+    run_dir = runs_root / "threads-probe"
+    run_dir.mkdir()
+    ex = LocalExecutor()
+    record = ex.start(run_dir, ["-c", "import os; print('threads', os.environ.get('OMP_NUM_THREADS'))"])
+    wait_for(lambda: not ex.alive(run_dir, record), "the probe process to end")
+    line = next(ln for ln in (run_dir / runs.LOG_FILE).read_text().splitlines() if ln.startswith("threads"))
+    assert line == f"threads {expected}"

@@ -84,6 +84,15 @@ def run_environ() -> dict[str, str]:
     return env
 
 
+def run_threads(slots: int) -> int | None:
+    """Threads for each run when `slots` runs may train at once on this machine: its cores shared out
+    (None: one run, torch's own default). Several runs each taking every core make their OpenMP
+    threads spin against each other: two LeNet5 runs on 2 cores took ~260 s each instead of ~15 s."""
+    if slots <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // slots)
+
+
 def _limit_memory(nbytes: int | None):
     if nbytes is None:
         return None
@@ -106,6 +115,15 @@ class LocalExecutor:
                "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         if limit is not None:
             env["CNNVIZ_RUN_MEMORY_LIMIT"] = str(limit)  # for the run's own out-of-memory message
+        if "OMP_NUM_THREADS" not in env:  # a setting of the user's wins
+            from .queue import max_runs
+
+            try:
+                threads = run_threads(max_runs())
+            except ValueError:  # a bad CNNVIZ_MAX_RUNS is the queue's message to give
+                threads = None
+            if threads is not None:
+                env["OMP_NUM_THREADS"] = str(threads)
         cmd = [sys.executable, *argv]
         with open(Path(run_dir) / LOG_FILE, "ab") as log:
             log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} started: {' '.join(cmd)}\n".encode())

@@ -218,8 +218,10 @@ class RayExecutor:
                 "sweep": str(sweep_of(run_dir).get("sweep_id") or ""), "runs": str(run_dir.parent), "cnnviz": "1",
                 **{f"cnnviz_{k.lower()}": f"{v:g}" for k, v in need.items()}}
         job_id = self._free_id(run_dir.name)
-        runtime_env = {"working_dir": str(PACKAGE_ROOT), "excludes": EXCLUDES,
-                       "env_vars": _job_env(run_dir, self.address, token)}
+        env_vars = _job_env(run_dir, self.address, token)
+        if need["CPU"] >= 1 and "OMP_NUM_THREADS" not in os.environ:  # torch's threads = the CPUs Ray reserved
+            env_vars["OMP_NUM_THREADS"] = str(int(need["CPU"] / max(1, nproc or 1)) or 1)
+        runtime_env = {"working_dir": str(PACKAGE_ROOT), "excludes": EXCLUDES, "env_vars": env_vars}
         kw = {"entrypoint_num_cpus": need["CPU"], "entrypoint_num_gpus": need["GPU"]}
         if "memory" in need:
             kw["entrypoint_memory"] = int(need["memory"])
