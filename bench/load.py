@@ -10,7 +10,9 @@ no skeleton, for 0.6 s in a row), measured in one run on the same machine agains
 
 Before each measurement every server process is warmed by one visit of the home page and the
 page (so both compare warm caches, not first imports). Prints the times, the ratio, exceptions
-seen, and each server process's resident memory after the run. Nothing is asserted: the
+seen, each server process's resident memory after the run, and each server process's CPU seconds
+during the page change (a Python process answers on one core at a time, so the busiest one's CPU
+seconds are the servers' own share of the wall time; the rest is the browsers, here on the same cores). Nothing is asserted: the
 machine may be shared, so compare the two figures of one run, not runs of different days.
 """
 
@@ -78,7 +80,13 @@ async def _exceptions(pages) -> int:
     return sum([await p.locator('[data-testid="stException"]').count() for p in pages])
 
 
-async def measure(url: str, sessions: int, warm: int, page_path: str) -> dict:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(url: str, sessions: int, warm: int, page_path: str, pids: list[int]) -> dict:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -92,10 +100,14 @@ async def measure(url: str, sessions: int, warm: int, page_path: str) -> dict:
         opened = [await _open(browser, url) for _ in range(sessions)]
         pages = [p for _, p in opened]
         home = await _visit(pages, url, "home")
+        before = [_cpu_s(p) for p in pids]
         target = await _visit(pages, url, page_path)
+        cpu = [_cpu_s(p) - b for p, b in zip(pids, before)]
         exc = await _exceptions(pages)
         await browser.close()
-    return {"home_s": home, "page_s": target, "exceptions": exc}
+    # the servers' own share of the page change: a Python process runs its reruns on one core at a time
+    # (the GIL), so the busiest process's CPU seconds bound how fast the servers alone could answer
+    return {"home_s": home, "page_s": target, "exceptions": exc, "server_cpu_s": cpu}
 
 
 def _rss_mb(pid: int) -> float:
@@ -131,7 +143,7 @@ def single(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        out = asyncio.run(measure(url, args.sessions, 1, args.page))
+        out = asyncio.run(measure(url, args.sessions, 1, args.page, [proc.pid]))
         out["rss_mb"] = [_rss_mb(proc.pid)]
     finally:
         _stop(proc)
@@ -157,7 +169,8 @@ def served(args) -> dict:
                 if proc.poll() is not None or time.time() > deadline:
                     raise SystemExit("error: the launcher did not become ready")
                 time.sleep(0.3)
-            out = asyncio.run(measure(url, args.sessions, args.workers, args.page))
+            pids = [w["pid"] for w in json.loads((Path(d) / "state.json").read_text())["workers"]]
+            out = asyncio.run(measure(url, args.sessions, args.workers, args.page, pids))
             state = json.loads((Path(d) / "state.json").read_text())
             out["rss_mb"] = [_rss_mb(w["pid"]) for w in state["workers"]]
             out["restarts"] = sum(w["starts"] - 1 for w in state["workers"])
@@ -187,6 +200,11 @@ def main() -> int:
           f"   restarts {many['restarts']}", flush=True)
     print(f"ratio (workers / 1 process): home {many['home_s'] / one['home_s']:.2f}x, "
           f"{args.page} {many['page_s'] / one['page_s']:.2f}x; load average after: {os.getloadavg()[0]:.1f}")
+    busiest_one, busiest_many = max(one["server_cpu_s"]), max(many["server_cpu_s"])
+    print(f"servers' CPU for the {args.page} wave: 1 process {busiest_one:.1f} s; {args.workers} workers "
+          f"{' + '.join(f'{c:.1f}' for c in many['server_cpu_s'])} s, the busiest {busiest_many:.1f} s "
+          f"({busiest_many / max(busiest_one, 1e-9):.2f}x): what the servers alone need, the rest of the wall time "
+          "is the browsers on the same cores")
     if args.json:
         args.json.write_text(json.dumps({"single": one, "served": many, "sessions": args.sessions,
                                          "workers": args.workers, "page": args.page}, indent=1) + "\n")
