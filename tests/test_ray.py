@@ -193,3 +193,22 @@ def test_a_wrong_ray_address_is_one_line_and_nothing_queued_is_lost(runs_root, m
     monkeypatch.delenv("CNNVIZ_EXECUTOR")  # back to this machine: the same entry starts here
     assert queue.dispatch(runs_root) == [entry.run_dir]
     wait_for(lambda: _status(entry.run_dir) == Status.FINISHED, "the run to finish on this machine", 120)
+
+
+def test_a_hung_run_is_ended_by_stop_job_after_the_grace_period(on_ray, cluster, monkeypatch):
+    """Stop writes the stop file; a run that cannot act on it (here: its process frozen with SIGSTOP, as a
+    run hung in I/O would be) is ended by Ray's stop_job once the stop file is older than the grace
+    period, by the next dispatch pass, and shows "stopped"; before the grace nothing is ended."""
+    root = on_ray
+    monkeypatch.setenv("CNNVIZ_RAY_STOP_GRACE_S", "3")
+    d = _gated(root, 2)
+    wait_for(lambda: (read_run(d).last_step or {}).get("step") == 2 and read_pid(d), "the run to hold at step 2", 120)
+    job_id = read_launcher(d)["job_id"]
+    os.kill(read_pid(d)[0], signal.SIGSTOP)  # frozen: it will never read the stop file
+    request_stop(d)
+    assert queue.enforce_stops(root) == []  # inside the grace period: the job is left alone
+    assert str(_jobs(cluster)[job_id].status.value) == "RUNNING"
+    wait_for(lambda: queue.enforce_stops(root) == [d] or None, "the grace period to pass and stop_job to be sent", 30)
+    wait_for(lambda: str(_jobs(cluster)[job_id].status.value) == "STOPPED", "Ray to end the job", 60)
+    _wait_status(d, Status.STOPPED, "the run to show stopped", 60)
+    assert "stop_job" in summary(d).reason and "3 s grace" in summary(d).reason
