@@ -22,7 +22,7 @@ from cnnviz.train import TrainConfig
 
 from .pagetest import open_page
 from .raycluster import RayCluster, free_port
-from .runtools import runs_root, wait_for  # noqa: F401 - runs_root is a fixture
+from .runtools import kill_runs_under, runs_root, wait_for  # noqa: F401 - runs_root is a fixture
 
 ray = pytest.importorskip("ray", reason="requirements-cluster.txt (ray[default]) is not installed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,3 +212,26 @@ def test_a_hung_run_is_ended_by_stop_job_after_the_grace_period(on_ray, cluster,
     wait_for(lambda: str(_jobs(cluster)[job_id].status.value) == "STOPPED", "Ray to end the job", 60)
     _wait_status(d, Status.STOPPED, "the run to show stopped", 60)
     assert "stop_job" in summary(d).reason and "3 s grace" in summary(d).reason
+
+
+def test_a_cluster_that_goes_away_is_one_line_and_nothing_is_lost(runs_root, monkeypatch):  # noqa: F811
+    """A one-node cluster of this test's own ends while a run trains on it and another waits in the
+    queue: submitting is one line in the CLI (exit 2) and on the page; the queued entry stays queued; the
+    run on it is not marked failed while the cluster cannot be asked."""
+    monkeypatch.setenv("CNNVIZ_EXECUTOR", "ray")
+    monkeypatch.delenv("CNNVIZ_MAX_RUNS", raising=False)
+    with RayCluster(cpus=(1,)) as gone:
+        monkeypatch.setenv("RAY_ADDRESS", gone.address)
+        held = _gated(runs_root, 2)
+        wait_for(lambda: (read_run(held).last_step or {}).get("step") == 2, "the run to hold at step 2", 120)
+        waiting = queue.submit(TrainConfig(**{**TINY, "seed": 1}), runs_root)  # 1 CPU, taken: it waits
+        assert _status(waiting) == Status.QUEUED
+    kill_runs_under(runs_root)  # the held run's process, if it outlived its node
+    out = _cli("train", "--queue", *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()])
+    err = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(err) == 1, out.stderr
+    assert err[0].startswith(f"error: the Ray cluster at {gone.address} did not answer"), out.stderr
+    at = open_page("training")
+    assert len(at.error) == 1 and f"the Ray cluster at {gone.address} did not answer" in at.error[0].value
+    assert waiting in [e.run_dir for e in queue.entries(runs_root)] and _status(waiting) == Status.QUEUED
+    assert _status(held) not in (Status.ERROR, Status.FINISHED)  # not judged while the cluster is away
