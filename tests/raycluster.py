@@ -6,7 +6,7 @@
 
 Each node is `ray start --block` in a process group of its own (start_new_session), on free ports,
 with a small object store and its own --temp-dir, and PATH leading to this venv's python (the job
-entrypoints run `python`). Teardown kills exactly those process groups (never `ray stop`, which ends
+entrypoints run `python`). Teardown kills exactly those process groups (never Ray's own stop command, which ends
 every Ray on the machine) and waits until every process they held is gone, including those that left
 the group (raylet, gcs_server, dashboard, agents, log monitor, workers: found by their temp dir).
 """
