@@ -124,6 +124,10 @@ def test_dataset_cache_is_bounded_least_recently_used_first(tmp_path, monkeypatc
     assert len(first) == 1 and 30_000 < first[0].stat().st_size < 34_000
     os.utime(first[0], ns=(1, 1))  # long ago
     D.load_dataset_from_zip_bytes(blobs[1], "train")
+    (second,) = set((tmp_path / "cache").glob("*.safetensors")) - set(first)
+    # used a little later than blob 0's, long ago: the file system's clock ticks in milliseconds, so a hit
+    # right after this write could otherwise carry the very same time and make the order a coin toss
+    os.utime(second, ns=(2, 2))
     D.load_dataset_from_zip_bytes(blobs[0], "test")  # a hit: blob 0's file is now the most recently used
     D.load_dataset_from_zip_bytes(blobs[2], "train")  # over 84 KB: blob 1's file (least recently used) goes
     files = list((tmp_path / "cache").glob("*.safetensors"))
