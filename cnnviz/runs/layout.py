@@ -159,6 +159,12 @@ def read_json(path: Path) -> Any:
         return None
 
 
+def has_ended(run_dir: Path) -> bool:
+    """Whether the run wrote its final line (summary.json's state is no longer "open")."""
+    s = read_json(Path(run_dir) / SUMMARY_FILE)
+    return isinstance(s, dict) and s.get("state") not in (None, "open")
+
+
 def read_config(run_dir: Path) -> dict:
     cfg = read_json(Path(run_dir) / CONFIG_FILE)
     return cfg if isinstance(cfg, dict) else {}

@@ -44,7 +44,7 @@ from ..atomic import atomic_write_bytes
 from . import access, fair
 from .executor import ExecutorUnavailable, executor, executor_of
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, STOP_FILE,
-                     SUMMARY_FILE, SWEEP_FILE, inside_root, new_run_dir, read_config, read_json, root_of, run_dirs,
+                     SWEEP_FILE, has_ended, inside_root, new_run_dir, read_config, read_json, root_of, run_dirs,
                      write_json)
 from .liveness import read_launcher
 from .quotas import Limits, quota_of
@@ -350,11 +350,6 @@ def _running_cap(e: Entry, root: Path, quotas: dict) -> int:
     return int(q["max_running"]) if "max_running" in q else e.max_running
 
 
-def _ended(run_dir: Path) -> bool:
-    s = read_json(run_dir / SUMMARY_FILE)
-    return isinstance(s, dict) and s.get("state") not in (None, "open")
-
-
 def enforce_stops(root: Path | None = None) -> list[Path]:
     """End, through its executor's `stop`, each run whose stop file is older than the executor's grace
     period (`stop_grace_s`; local runs have none: the stop file alone stops them) and that still trains.
@@ -363,7 +358,7 @@ def enforce_stops(root: Path | None = None) -> list[Path]:
     for stop in root_of(root).glob(f"*/{STOP_FILE}"):
         d = stop.parent
         rec = read_launcher(d)
-        if not rec or rec.get("error") or str(rec.get("executor") or "local") == "local" or _ended(d):
+        if not rec or rec.get("error") or str(rec.get("executor") or "local") == "local" or has_ended(d):
             continue
         try:
             ex = executor_of(rec)

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from .executor import OOM_MARKERS, PACKAGE_ROOT, ExecutorUnavailable
-from .layout import LAUNCHER_FILE, LOG_FILE, OWNER_FILE, STOP_FILE, SUMMARY_FILE, read_config, read_json, sweep_of, write_json
+from .layout import LAUNCHER_FILE, LOG_FILE, OWNER_FILE, STOP_FILE, has_ended, read_config, read_json, sweep_of, write_json
 from .status_type import Status
 
 STATUS_TTL_S = 1.0          # a job's status is asked at most once a second per server process
@@ -408,8 +408,7 @@ def _ended_run(job, root: Path | None) -> bool:
     meta = getattr(job, "metadata", None) or {}
     if root is None or not meta.get("run_id") or meta.get("runs") != str(Path(root).resolve()):
         return False
-    s = read_json(Path(root) / meta["run_id"] / SUMMARY_FILE)
-    return isinstance(s, dict) and s.get("state") not in (None, "open")
+    return has_ended(Path(root) / meta["run_id"])
 
 
 def fits(need: dict[str, float], nodes: list[dict]) -> dict | None:
