@@ -277,3 +277,27 @@ def test_delete_asks_first_then_yes_deletes_only_that_run_and_cancel_keeps_it(ru
     assert not at.exception and kept.is_dir()
     assert not [w for w in at.warning if w.value.startswith("Delete run")]
     assert at.button(key=f"train_delete_{kept.name}") is not None
+
+
+def test_the_resume_box_stays_within_the_servers_epoch_limit(runs_root, monkeypatch):  # noqa: F811
+    """A run whose config asks for more epochs than this server allows (a CLI run, a lowered limit) must
+    not make the page raise (StreamlitValueAboveMaxError): the box is clamped, and a run already at the
+    limit says it can't train further."""
+    monkeypatch.setenv("CNNVIZ_MAX_EPOCHS", "5")
+    cfg = TrainConfig(model="lenet5", dataset="shapes", epochs=400, device="cpu").to_dict()
+
+    def epochs(n: int) -> list[dict]:
+        return [{"kind": "epoch", "epoch": e, "t": float(e), "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
+                 "test_acc": 0.5, "images_per_s": 100.0, "elapsed_s": float(e)} for e in range(1, n + 1)]
+
+    below = fake_run(runs_root, "20261130-120000-lenet5-shapes-below", epochs(2), cfg)
+    at_cap = fake_run(runs_root, "20261130-120001-lenet5-shapes-atcap",  # finished at the limit
+                      epochs(5) + [{"kind": "done", "t": 6.0, "status": "finished", "epochs_done": 5}], cfg)
+    for d in (below, at_cap):  # Resume is offered to a run with a checkpoint (only its presence is read here)
+        (d / runs.LAST_WEIGHTS).write_bytes(b"")
+    at = _page()
+    assert not at.exception, at.exception
+    box = at.number_input(key=f"train_resume_ep_{below.name}")
+    assert box.max == 5 and box.value == 5
+    assert f"train_resume_ep_{at_cap.name}" not in [n.key for n in at.number_input]
+    assert any("can't train further" in c.value for c in at.caption)
