@@ -29,7 +29,7 @@ from ui import auth
 from ui.cluster import cluster_panel, node_line
 from ui.layout import error_line, page_header
 from ui.run_view import STATUS_ICON, draw_charts, fmt_s, progress_text
-from ui.live import DEFAULT_REFRESH, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
+from ui.live import DEFAULT_REFRESH, LIVE_CSS, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
 
 MAX_ENDED_SHOWN = 4   # most recent ended runs shown as cards below the live ones
 STUDIO = "studio pipeline"
@@ -438,16 +438,16 @@ def draw_status(snap: RunSnapshot) -> None:
     if tail:
         with st.expander("Last lines of the run's log.txt"):
             st.code(tail, language="text")
-    m = st.columns(5)
+    m = st.container(horizontal=True)   # cheaper for the browser to redraw each second than st.columns
     step, ep = snap.last_step, snap.last_epoch
-    m[0].metric("Loss (last step)", f"{step['loss']:.3f}" if step.get("loss") is not None else "–")
-    m[1].metric("Test accuracy", f"{100 * ep['test_acc']:.1f}%" if ep.get("test_acc") is not None else "–",
-                help="On the held-out test split, after the latest finished epoch.")
+    m.metric("Loss (last step)", f"{step['loss']:.3f}" if step.get("loss") is not None else "–")
+    m.metric("Test accuracy", f"{100 * ep['test_acc']:.1f}%" if ep.get("test_acc") is not None else "–",
+             help="On the held-out test split, after the latest finished epoch.")
     ips = step.get("images_per_s") if snap.alive else ep.get("images_per_s")
-    m[2].metric("Images/s", f"{ips:,.0f}" if ips else "–", help="Training throughput (last step, or last epoch).")
+    m.metric("Images/s", f"{ips:,.0f}" if ips else "–", help="Training throughput (last step, or last epoch).")
     elapsed = step.get("elapsed_s") or ep.get("elapsed_s")
-    m[3].metric("Elapsed", fmt_s(elapsed) if elapsed else "–")
-    m[4].metric("Memory", " ".join((snap.memory or "–").split()[:2]), help=snap.memory or "Shown while the run trains.")
+    m.metric("Elapsed", fmt_s(elapsed) if elapsed else "–")
+    m.metric("Memory", " ".join((snap.memory or "–").split()[:2]), help=snap.memory or "Shown while the run trains.")
 
 
 def dispatch() -> None:
@@ -502,6 +502,7 @@ def draw_runs(all_runs: list[RunSnapshot]) -> None:
              "server little (it reads only what the run appended) but costs the browser some CPU: where the "
              "browser shares a few cores with a CPU run, a slower refresh leaves the run more of them.")
     secs = refresh_seconds(refresh)
+    st.html(LIVE_CSS)
     n_queued = sum(r.status == Status.QUEUED for r in live)
     head.caption(f"{len(live) - n_queued} training now, {n_queued} queued, {len(ended)} ended (runs folder "
                  f"`{runs_root()}`). Live views: {describe_refresh(secs)}; runs go on in their own processes "
