@@ -110,6 +110,40 @@ async def measure(url: str, sessions: int, warm: int, page_path: str, pids: list
     return {"home_s": home, "page_s": target, "exceptions": exc, "server_cpu_s": cpu}
 
 
+async def measure_protocol(url: str, sessions: int, warm: int, page_path: str, pids: list[int]) -> dict:
+    """As `measure`, with sessions that speak Streamlit's websocket protocol and draw nothing
+    (`bench/protocol_client.py`): the wave's time is then the servers' alone."""
+    from bench.protocol_client import ProtocolSession
+
+    async def wave(clients, path: str) -> float:
+        t = time.perf_counter()
+        await asyncio.gather(*(c.visit(path) for c in clients))
+        return time.perf_counter() - t
+
+    async def opened(n: int) -> list:
+        clients = [ProtocolSession(url) for _ in range(n)]
+        await asyncio.gather(*(c.open() for c in clients))
+        return clients
+
+    warmers = await opened(warm)
+    await wave(warmers, "")
+    await wave(warmers, page_path)
+    for c in warmers:
+        await c.close()
+    clients = await opened(sessions)
+    home = await wave(clients, "")
+    before, mine = [_cpu_s(p) for p in pids], time.process_time()
+    target = await wave(clients, page_path)
+    cpu, mine = [_cpu_s(p) - b for p, b in zip(pids, before)], time.process_time() - mine
+    for c in clients:
+        await c.close()
+    return {"home_s": home, "page_s": target, "exceptions": sum(c.exceptions for c in clients),
+            "server_cpu_s": cpu, "client_cpu_s": mine, "media_mb": sum(c.media_bytes for c in clients) / 1e6}
+
+
+MEASURES = {"browser": measure, "protocol": measure_protocol}
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -135,7 +169,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(10)
 
 
-def single(args) -> dict:
+def single(args, clients: str) -> dict:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
@@ -143,14 +177,14 @@ def single(args) -> dict:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        out = asyncio.run(measure(url, args.sessions, 1, args.page, [proc.pid]))
+        out = asyncio.run(MEASURES[clients](url, args.sessions, 1, args.page, [proc.pid]))
         out["rss_mb"] = [_rss_mb(proc.pid)]
     finally:
         _stop(proc)
     return out
 
 
-def served(args) -> dict:
+def served(args, clients: str) -> dict:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="cnnviz-load-") as d:
         proc = subprocess.Popen([sys.executable, "-m", "cnnviz", "serve", "--workers", str(args.workers),
@@ -170,7 +204,7 @@ def served(args) -> dict:
                     raise SystemExit("error: the launcher did not become ready")
                 time.sleep(0.3)
             pids = [w["pid"] for w in json.loads((Path(d) / "state.json").read_text())["workers"]]
-            out = asyncio.run(measure(url, args.sessions, args.workers, args.page, pids))
+            out = asyncio.run(MEASURES[clients](url, args.sessions, args.workers, args.page, pids))
             state = json.loads((Path(d) / "state.json").read_text())
             out["rss_mb"] = [_rss_mb(w["pid"]) for w in state["workers"]]
             out["restarts"] = sum(w["starts"] - 1 for w in state["workers"])
@@ -179,22 +213,13 @@ def served(args) -> dict:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sessions", type=int, default=20)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--page", default="convolution", help="url path of the page all sessions open")
-    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
-    args = ap.parse_args()
-    if not Path(CHROMIUM).exists():
-        print("error: chromium not found (apt-get install chromium)", file=sys.stderr)
-        return 2
-    print(f"{args.sessions} sessions at once: home, then {args.page}; load average before: "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    one = single(args)
+def report(args, clients: str) -> dict:
+    """Measure one kind of client against 1 process, then against the workers; print and return both."""
+    print(f"-- {args.sessions} {clients} sessions at once", flush=True)
+    one = single(args, clients)
     print(f"1 process:            home {one['home_s']:6.1f} s   {args.page} {one['page_s']:6.1f} s   "
           f"exceptions {one['exceptions']}   RSS {', '.join(f'{m:.0f}' for m in one['rss_mb'])} MB", flush=True)
-    many = served(args)
+    many = served(args, clients)
     print(f"{args.workers} workers + HAProxy: home {many['home_s']:6.1f} s   {args.page} {many['page_s']:6.1f} s   "
           f"exceptions {many['exceptions']}   RSS {', '.join(f'{m:.0f}' for m in many['rss_mb'])} MB"
           f"   restarts {many['restarts']}", flush=True)
@@ -203,11 +228,38 @@ def main() -> int:
     busiest_one, busiest_many = max(one["server_cpu_s"]), max(many["server_cpu_s"])
     print(f"servers' CPU for the {args.page} wave: 1 process {busiest_one:.1f} s; {args.workers} workers "
           f"{' + '.join(f'{c:.1f}' for c in many['server_cpu_s'])} s, the busiest {busiest_many:.1f} s "
-          f"({busiest_many / max(busiest_one, 1e-9):.2f}x): what the servers alone need, the rest of the wall time "
-          "is the browsers on the same cores")
+          f"({busiest_many / max(busiest_one, 1e-9):.2f}x)" + (
+              ": what the servers alone need, the rest of the wall time is the browsers on the same cores"
+              if clients == "browser" else
+              f"; the {args.sessions} sessions' own CPU (one Python process) {one['client_cpu_s']:.1f} s and "
+              f"{many['client_cpu_s']:.1f} s; pictures fetched {one['media_mb']:.1f} and {many['media_mb']:.1f} MB"),
+          flush=True)
+    return {"single": one, "served": many}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--page", default="convolution", help="url path of the page all sessions open")
+    ap.add_argument("--clients", default="protocol,browser",
+                    help="comma-separated: protocol (sessions that speak the websocket protocol and draw "
+                         "nothing: the servers' time), browser (headless Chromium sessions on the same cores)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
+    args = ap.parse_args()
+    kinds = [k.strip() for k in args.clients.split(",") if k.strip()]
+    if not kinds or any(k not in MEASURES for k in kinds):
+        print(f"error: --clients takes {', '.join(MEASURES)} (comma-separated)", file=sys.stderr)
+        return 2
+    if "browser" in kinds and not Path(CHROMIUM).exists():
+        print("error: chromium not found (apt-get install chromium)", file=sys.stderr)
+        return 2
+    print(f"{args.sessions} sessions at once: home, then {args.page}; load average before: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    out = {k: report(args, k) for k in kinds}
     if args.json:
-        args.json.write_text(json.dumps({"single": one, "served": many, "sessions": args.sessions,
-                                         "workers": args.workers, "page": args.page}, indent=1) + "\n")
+        args.json.write_text(json.dumps({**out, "sessions": args.sessions, "workers": args.workers,
+                                         "page": args.page}, indent=1) + "\n")
     return 0
 
 

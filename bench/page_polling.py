@@ -1,7 +1,7 @@
 """Does watching a run on the Train page slow it down? Throughput with and without the page polling.
 
     .venv/bin/python bench/page_polling.py [--model lenet5] [--epochs 2] [--batch-size 128] [--limit-train N]
-                                           [--pairs 2] [--refresh SECONDS]
+                                           [--pairs 2] [--refresh SECONDS (0: paused)]
 
 In one run, alternately (A, B, C, A, B, C): A = `cnnviz.train.fit` in a subprocess with nobody
 watching (the CLI's path); B = the same config started from the Train page in headless chromium
@@ -47,10 +47,11 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
     """Start the run from the Train page; watch it to the end, or (`leave`) close the view at once
     (the run trains on in its process with nobody watching) and wait for its metrics to say done."""
     from tests.browser.server import goto_via_sidebar, pick_segment, wait_idle
+    from ui.live import refresh_label
 
     goto_via_sidebar(page, url, "train")
-    if refresh:
-        pick_segment(page, "train_refresh", f"{refresh} s")
+    if refresh is not None:
+        pick_segment(page, "train_refresh", refresh_label(refresh))
     button = page.get_by_role("button", name=re.compile("Start training"))
     if not button.is_visible():
         page.locator('[data-testid="stExpander"] summary').filter(has_text="New run").click()
@@ -80,6 +81,8 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
         page.goto(url)
     wait_idle(page)
     if not leave:  # the live view handed over to the ended run's view
+        if refresh == 0:  # paused: it does when asked
+            page.locator(".st-key-train_refresh_now button").click()
         page.get_by_text(re.compile(re.escape(run_dir.name) + r"\s*·\s*(finished|stopped|error|diverged)")
                          ).first.wait_for(timeout=60_000)
     return _ips(run_dir)
@@ -93,7 +96,7 @@ def main() -> None:
     ap.add_argument("--limit-train", type=int, default=0)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--refresh", type=int, default=None,
-                    help="the page's 'Live refresh' period in seconds (default: the page's own default)")
+                    help="the page's 'Live refresh' period in seconds, 0 = Paused (default: the page's own default)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="cnnviz-bench-runs-"))
     os.environ["CNNVIZ_RUNS"] = str(root)

@@ -29,7 +29,8 @@ from ui import auth
 from ui.cluster import cluster_panel, node_line
 from ui.layout import error_line, page_header
 from ui.run_view import STATUS_ICON, draw_charts, fmt_s, progress_text
-from ui.live import DEFAULT_REFRESH, LIVE_CSS, REFRESH_CHOICES, chart_seconds, describe_refresh, refresh_seconds
+from ui.live import (DEFAULT_REFRESH, LIVE_CSS, REFRESH_CHOICES, REFRESH_HELP, chart_seconds, describe_refresh,
+                     refresh_label, refresh_seconds)
 
 MAX_ENDED_SHOWN = 4   # most recent ended runs shown as cards below the live ones
 STUDIO = "studio pipeline"
@@ -497,11 +498,11 @@ def draw_runs(all_runs: list[RunSnapshot]) -> None:
     head = st.container(horizontal=True, vertical_alignment="bottom")
     refresh = head.segmented_control(
         "Live refresh", REFRESH_CHOICES, default=DEFAULT_REFRESH, key="train_refresh",
-        format_func=lambda c: f"{c} s",
-        help="How often a live run's status redraws; its charts redraw every third time. A redraw costs the "
-             "server little (it reads only what the run appended) but costs the browser some CPU: where the "
-             "browser shares a few cores with a CPU run, a slower refresh leaves the run more of them.")
+        format_func=refresh_label, help=REFRESH_HELP)
     secs = refresh_seconds(refresh)
+    if not secs and live:
+        head.button("Refresh", key="train_refresh_now", icon=":material/refresh:",
+                    help="Redraw the live runs once (the runs train on either way).")
     st.html(LIVE_CSS)
     n_queued = sum(r.status == Status.QUEUED for r in live)
     head.caption(f"{len(live) - n_queued} training now, {n_queued} queued, {len(ended)} ended (runs folder "
@@ -509,7 +510,7 @@ def draw_runs(all_runs: list[RunSnapshot]) -> None:
                  "when this page or the server closes.")
     for r in live:
         with st.container(border=True, key=f"train_run_{r.run_id}"):
-            st.fragment(live_status, run_every=secs)(str(r.run_dir))
+            st.fragment(live_status, run_every=secs or None)(str(r.run_dir))
             st.fragment(live_charts, run_every=chart_seconds(secs))(str(r.run_dir))
     for r in ended[:MAX_ENDED_SHOWN]:
         with st.container(border=True, key=f"train_run_{r.run_id}"):

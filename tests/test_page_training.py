@@ -225,11 +225,13 @@ def test_live_view_follows_every_line_in_status_and_charts(runs_root):  # noqa: 
 
 
 def test_the_refresh_choice_sets_the_status_and_chart_periods():
-    from ui.live import chart_seconds, describe_refresh, refresh_seconds
+    from ui.live import chart_seconds, describe_refresh, refresh_label, refresh_seconds
 
     assert refresh_seconds(None) == 1 and chart_seconds(refresh_seconds(None)) == 3  # the default: 1 s and 3 s
     assert refresh_seconds(5) == 5 and chart_seconds(5) == 15
     assert describe_refresh(2) == "status every 2 s, charts every 6 s"
+    assert refresh_seconds(0) == 0 and chart_seconds(0) is None and refresh_label(0) == "Paused"  # no polling
+    assert describe_refresh(0).startswith("paused")
 
 
 def test_sweep_boxes_queue_a_grid_that_shares_a_sweep_id(monkeypatch):

@@ -9,7 +9,7 @@ cores the user can pick a slower refresh (the caption says so).
 
 from __future__ import annotations
 
-REFRESH_CHOICES = (1, 2, 5, 10)   # seconds between status redraws of a live view
+REFRESH_CHOICES = (1, 2, 5, 10, 0)   # seconds between status redraws of a live view; 0: paused
 DEFAULT_REFRESH = 1
 CHARTS_EVERY = 3                  # charts redraw every CHARTS_EVERY status refreshes
 
@@ -22,18 +22,31 @@ LIVE_CSS = """<style>
   { transition: none !important; animation: none !important; }
 </style>"""
 
+REFRESH_HELP = (
+    "How often a live run's status redraws; its charts redraw every third time. A redraw costs the server "
+    "little (it reads only what the run appended) but costs the browser CPU: where the browser and a CPU run "
+    "share a few cores, a slower refresh, or Paused, leaves the run more of them.")
+
 
 def refresh_seconds(choice: object) -> int:
-    """Seconds between status refreshes: the choice when it is one of REFRESH_CHOICES, else the default."""
+    """Seconds between status refreshes: the choice when it is one of REFRESH_CHOICES, else the default;
+    0 when the user paused the live views."""
     return int(choice) if choice in REFRESH_CHOICES else DEFAULT_REFRESH
 
 
-def chart_seconds(refresh_s: float) -> float:
-    """Seconds between chart redraws for a live view refreshed every `refresh_s` seconds."""
-    return CHARTS_EVERY * float(refresh_s)
+def chart_seconds(refresh_s: float) -> float | None:
+    """Seconds between chart redraws for a live view refreshed every `refresh_s` seconds (None: paused)."""
+    return CHARTS_EVERY * float(refresh_s) if refresh_s else None
+
+
+def refresh_label(choice: int) -> str:
+    """How the refresh picker shows a choice."""
+    return f"{choice} s" if choice else "Paused"
 
 
 def describe_refresh(choice: object) -> str:
     """The refresh setting in words, for a caption."""
     s = refresh_seconds(choice)
+    if not s:
+        return "paused (they redraw when you press Refresh or pick a period)"
     return f"status every {s} s, charts every {chart_seconds(s):g} s"

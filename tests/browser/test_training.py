@@ -106,6 +106,24 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
     page.wait_for_timeout(1500)
     page.screenshot(path=str(artifacts / "browser-train-running.png"), full_page=True)
     box2 = page.locator(f".st-key-train_run_{rid2}")
+
+    # Paused: the live view stands still while the run trains on (the run's log grows); Refresh redraws it
+    pick_segment(page, "train_refresh", "Paused")
+    wait_idle(page)
+    progress = box2.locator('[data-testid="stProgress"]')
+    shown = progress.inner_text()
+    log = app_runs / rid2 / "metrics.jsonl"
+    steps_logged = log.read_text().count('"kind": "step"')
+    deadline = time.time() + 120
+    while time.time() < deadline and log.read_text().count('"kind": "step"') < steps_logged + 5:
+        time.sleep(0.2)  # waits on the run's own log, not a count of seconds
+    assert log.read_text().count('"kind": "step"') >= steps_logged + 5, "the run did not log 5 more steps"
+    assert progress.inner_text() == shown, "a paused live view redrew"
+    page.locator(".st-key-train_refresh_now button").click()
+    wait_idle(page)
+    assert progress.inner_text() != shown, "Refresh did not redraw the paused live view"
+    pick_segment(page, "train_refresh", "1 s")
+
     box2.get_by_role("button", name=re.compile("Stop")).click()
     deadline = time.time() + 60
     while time.time() < deadline and _status(page, rid2) != "stopped":
