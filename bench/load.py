@@ -1,8 +1,17 @@
-"""A class at once: python bench/load.py [--sessions 20] [--workers 2] [--page convolution]
+"""A class at once: python bench/load.py [--sessions 20] [--workers 2] [--page convolution] [--clients protocol,browser]
 
-N headless Chromium sessions open the home page at once, then all click the same page (default
-Convolution) at once; the figure is the time until every one of them has settled (script idle,
-no skeleton, for 0.6 s in a row), measured in one run on the same machine against:
+N sessions open the home page at once, then all go to the same page (default Convolution) at once;
+the figure is the time until every one of them has settled. Two kinds of session (--clients):
+
+  protocol  sessions that speak Streamlit's websocket protocol and draw nothing
+            (`bench/protocol_client.py`): settled = the page's script run has finished and its
+            pictures are fetched. The time is the servers' (a class's browsers run on the students'
+            machines, not on the server's cores).
+  browser   headless Chromium sessions, which click the page's sidebar link: settled = script idle,
+            no skeleton, for 0.6 s in a row. On a small machine N renderers share the servers'
+            cores, and the time is mostly theirs.
+
+Each is measured in one run on the same machine against:
 
   1 process   a plain `streamlit run app.py`, browsers connected to it directly;
   W workers   `python -m cnnviz serve --workers W` (HAProxy + W `streamlit run app.py`),

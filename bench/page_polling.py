@@ -1,13 +1,14 @@
 """Does watching a run on the Train page slow it down? Throughput with and without the page polling.
 
     .venv/bin/python bench/page_polling.py [--model lenet5] [--epochs 2] [--batch-size 128] [--limit-train N]
-                                           [--pairs 2] [--refresh SECONDS (0: paused)]
+                                           [--pairs 2] [--refresh 1,10,0]
 
-In one run, alternately (A, B, C, A, B, C): A = `cnnviz.train.fit` in a subprocess with nobody
+In one run, in rounds (A, B..., C, A, B..., C): A = `cnnviz.train.fit` in a subprocess with nobody
 watching (the CLI's path); B = the same config started from the Train page in headless chromium
-(a queued run process), whose live view reads the run directory (every --refresh seconds, default
-the page's own: status every 1 s, charts every 3 s) until it ends. Prints each run's mean training
-images/s (from metrics.jsonl epoch lines) and the ratio B/A. Needs chromium + playwright.
+(a queued run process), whose live view reads the run directory until it ends, once per --refresh
+period (default the page's own: status every 1 s, charts every 3 s; 0 = Paused: the page stays
+open, the view redraws once, when the run has ended). Prints each run's mean training images/s
+(from metrics.jsonl epoch lines) and the ratios B/A. Needs chromium + playwright.
 C = started from the page, then the tab is closed: the run trains in its process with nobody
 watching. C/A near 1 with B/A lower means the cost is the browser drawing the live view on the
 same cores (headless Chromium renders in software here), not the server.
@@ -82,7 +83,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
     wait_idle(page)
     if not leave:  # the live view handed over to the ended run's view
         if refresh == 0:  # paused: it does when asked
-            page.locator(".st-key-train_refresh_now button").click()
+            page.locator(".st-key-train_refresh_now button").first.click()
         page.get_by_text(re.compile(re.escape(run_dir.name) + r"\s*·\s*(finished|stopped|error|diverged)")
                          ).first.wait_for(timeout=60_000)
     return _ips(run_dir)
@@ -94,10 +95,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--limit-train", type=int, default=0)
-    ap.add_argument("--pairs", type=int, default=2)
-    ap.add_argument("--refresh", type=int, default=None,
-                    help="the page's 'Live refresh' period in seconds, 0 = Paused (default: the page's own default)")
+    ap.add_argument("--pairs", type=int, default=2, help="rounds (each: the CLI, the page per refresh, tab closed)")
+    ap.add_argument("--refresh", default="",
+                    help="comma-separated 'Live refresh' periods in seconds to compare, 0 = Paused (e.g. 1,10,0; "
+                         "default: the page's own default only)")
     args = ap.parse_args()
+    refreshes = [int(r) for r in args.refresh.split(",") if r.strip()] or [None]
     root = Path(tempfile.mkdtemp(prefix="cnnviz-bench-runs-"))
     os.environ["CNNVIZ_RUNS"] = str(root)
     cfg = dict(model=args.model, dataset="shapes", epochs=args.epochs, batch_size=args.batch_size,
@@ -106,24 +109,34 @@ def main() -> None:
 
     from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, running_app, wait_idle
 
-    plain, page_ips, left = [], [], []
+    plain, left = [], []
+    page_ips: dict = {r: [] for r in refreshes}
     with running_app(timeout=120) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         wait_idle(page)
         run_plain({**cfg, "epochs": 1, "limit_train": 512}, root)  # warm the dataset cache
-        for _ in range(args.pairs):
+        for _ in range(args.pairs):  # one round runs every variant once, so drift on the machine hits all alike
             plain.append(run_plain(cfg, root))
-            page_ips.append(run_page(cfg, page, url, root, refresh=args.refresh))
+            for r in refreshes:
+                page_ips[r].append(run_page(cfg, page, url, root, refresh=r))
             left.append(run_page(cfg, page, url, root, leave=True))
-            print(f"plain {plain[-1]:,.0f} img/s | page open {page_ips[-1]:,.0f} img/s | "
-                  f"started from the page, tab closed {left[-1]:,.0f} img/s", flush=True)
+            print(f"plain {plain[-1]:,.0f} img/s | " + " | ".join(
+                f"page open ({_label(r)}) {page_ips[r][-1]:,.0f} img/s" for r in refreshes) +
+                f" | started from the page, tab closed {left[-1]:,.0f} img/s", flush=True)
         browser.close()
-    a, b, c = (sum(v) / len(v) for v in (plain, page_ips, left))
-    print(json.dumps({"config": cfg, "plain_images_per_s": round(a), "page_images_per_s": round(b),
-                      "ratio_page_over_plain": round(b / a, 3), "tab_closed_images_per_s": round(c),
-                      "ratio_tab_closed_over_plain": round(c / a, 3), "cpus": os.cpu_count()}))
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    a, c = mean(plain), mean(left)
+    print(json.dumps({"config": cfg, "plain_images_per_s": round(a), "rounds": args.pairs,
+                      "page_open": {_label(r): {"images_per_s": round(mean(v)), "ratio_over_plain": round(mean(v) / a, 3)}
+                                    for r, v in page_ips.items()},
+                      "tab_closed_images_per_s": round(c), "ratio_tab_closed_over_plain": round(c / a, 3),
+                      "cpus": os.cpu_count()}))
+
+
+def _label(refresh: int | None) -> str:
+    return "default" if refresh is None else ("paused" if refresh == 0 else f"{refresh} s")
 
 
 if __name__ == "__main__":

@@ -40,16 +40,28 @@ class PathRefused(ValueError):
     """A path a visitor sent is outside the folders this server reads from."""
 
 
-def _env_number(name: str, default: float) -> float:
+def env_number(name: str, default, *, whole: bool = False, at_least: float | None = None,
+               what: str | None = None):
+    """The setting $`name` as a number (an int when `whole`), `default` when it is unset or blank; a
+    value that is not a number, or is below `at_least`, is a ValueError naming the variable (the one
+    parser behind every numeric CNNVIZ_* setting)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = int(raw) if whole else float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw[:40]!r}.") from None
+        raise ValueError(f"{name} must be {what or ('a whole number' if whole else 'a number')}, "
+                         f"not {raw[:40]!r}.") from None
+    if at_least is not None and value < at_least:
+        raise ValueError(f"{name} must be at least {at_least:g}, not {raw[:40]!r}.")
+    return value
+
+
+def _env_number(name: str, default: float) -> float:
+    value = env_number(name, default)
     if not value > 0:
-        raise ValueError(f"{name} must be above 0, not {raw[:40]!r}.")
+        raise ValueError(f"{name} must be above 0, not {os.environ.get(name, '').strip()[:40]!r}.")
     return value
 
 

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from .atomic import atomic_write_bytes
+from .limits import env_number
 from .users import User, is_user_id
 
 UPLOADS_DIR = "uploads"
@@ -39,11 +40,10 @@ def uploads_dir(user_id: str) -> Path:
 
 
 def quota_bytes() -> int:
-    raw = os.environ.get("CNNVIZ_UPLOAD_QUOTA_MB", "").strip()
     try:
-        mb = int(raw) if raw else DEFAULT_QUOTA_MB
-    except ValueError:
-        raise UploadError(f"CNNVIZ_UPLOAD_QUOTA_MB must be a whole number of MB, not {raw!r}.") from None
+        mb = env_number("CNNVIZ_UPLOAD_QUOTA_MB", DEFAULT_QUOTA_MB, whole=True, what="a whole number of MB")
+    except ValueError as exc:
+        raise UploadError(str(exc)) from None
     return max(0, mb) * 2**20
 
 

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from ..limits import env_number
 from .layout import LOG_FILE, tail_bytes
 from .liveness import process_alive, process_start_time
 from .status_type import Status
@@ -55,16 +56,17 @@ class Executor(Protocol):
     def why_ended(self, run_dir: Path, record: dict) -> tuple[Status, str]: ...
 
 
+def run_memory_mb() -> int | None:
+    """$CNNVIZ_RUN_MEMORY_MB as a whole number (0 = no limit), None when unset."""
+    return env_number("CNNVIZ_RUN_MEMORY_MB", None, whole=True, what="a whole number of MB")
+
+
 def run_memory_limit_bytes() -> int | None:
     """The address-space limit of a run process: $CNNVIZ_RUN_MEMORY_MB (0 = none); by default 75% of
     this machine's memory where no CUDA device is visible (CUDA reserves address space far beyond
     what it uses, so a GPU machine gets no default limit)."""
-    raw = os.environ.get("CNNVIZ_RUN_MEMORY_MB", "").strip()
-    if raw:
-        try:
-            mb = int(raw)
-        except ValueError:
-            raise ValueError(f"CNNVIZ_RUN_MEMORY_MB must be a whole number of MB, not {raw!r}.") from None
+    mb = run_memory_mb()
+    if mb is not None:
         return mb * 2**20 if mb > 0 else None
     if Path("/dev/nvidia0").exists() or os.environ.get("CUDA_VISIBLE_DEVICES"):
         return None

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
+from ..limits import env_number
 from . import access, fair
 from .executor import ExecutorUnavailable, executor, executor_of
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, STOP_FILE,
@@ -71,14 +72,8 @@ class Entry:
 
 def max_runs() -> int:
     """Runs allowed to train at once: $CNNVIZ_MAX_RUNS, else one per CUDA GPU (1 without)."""
-    raw = os.environ.get("CNNVIZ_MAX_RUNS", "").strip()
-    if raw:
-        try:
-            n = int(raw)
-        except ValueError:
-            raise ValueError(f"CNNVIZ_MAX_RUNS must be a whole number, not {raw!r}.") from None
-        if n < 1:
-            raise ValueError(f"CNNVIZ_MAX_RUNS must be at least 1, not {n}.")
+    n = env_number("CNNVIZ_MAX_RUNS", None, whole=True, at_least=1)
+    if n is not None:
         return n
     try:
         import torch

@@ -37,7 +37,8 @@ import threading
 import time
 from pathlib import Path
 
-from .executor import OOM_MARKERS, PACKAGE_ROOT, ExecutorUnavailable
+from ..limits import env_number
+from .executor import OOM_MARKERS, PACKAGE_ROOT, ExecutorUnavailable, run_memory_mb
 from .layout import LAUNCHER_FILE, LOG_FILE, OWNER_FILE, STOP_FILE, has_ended, read_config, read_json, sweep_of, write_json
 from .status_type import Status
 
@@ -62,11 +63,7 @@ def address() -> str:
 
 
 def stop_grace_s() -> float:
-    raw = os.environ.get("CNNVIZ_RAY_STOP_GRACE_S", "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else 30.0
-    except ValueError:
-        raise ValueError(f"CNNVIZ_RAY_STOP_GRACE_S must be a number of seconds, not {raw!r}.") from None
+    return max(0.0, env_number("CNNVIZ_RAY_STOP_GRACE_S", 30.0, what="a number of seconds"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -165,17 +162,13 @@ def _status(info) -> str:
 def needs(config: dict, nproc: int | None, cluster_gpus: float = 0.0) -> dict[str, float]:
     """What a run asks of a node: {"CPU", "GPU", "memory"} from its config's device and `nproc`."""
     n = int(nproc or 1)
-    raw = os.environ.get("CNNVIZ_RAY_RUN_CPUS", "").strip() or "1"
-    try:
-        cpus = float(raw)
-    except ValueError:
-        raise ValueError(f"CNNVIZ_RAY_RUN_CPUS must be a number of CPUs, not {raw!r}.") from None
+    cpus = env_number("CNNVIZ_RAY_RUN_CPUS", 1.0, what="a number of CPUs")
     device = str(config.get("device") or "auto")
     gpus = float(n) if device == "cuda" or (device == "auto" and cluster_gpus > 0) else 0.0
     out = {"CPU": cpus * (n if gpus == 0 else 1), "GPU": gpus}
-    mb = os.environ.get("CNNVIZ_RUN_MEMORY_MB", "").strip()
-    if mb.isdigit() and int(mb) > 0:
-        out["memory"] = float(int(mb) * 2**20)
+    mb = run_memory_mb()
+    if mb:
+        out["memory"] = float(mb * 2**20)
     return out
 
 

@@ -119,7 +119,7 @@ def test_train_page_streams_a_run_and_stops_another(app_page, app_url, app_runs,
         time.sleep(0.2)  # waits on the run's own log, not a count of seconds
     assert log.read_text().count('"kind": "step"') >= steps_logged + 5, "the run did not log 5 more steps"
     assert progress.inner_text() == shown, "a paused live view redrew"
-    page.locator(".st-key-train_refresh_now button").click()
+    page.locator(".st-key-train_refresh_now button").first.click()
     wait_idle(page)
     assert progress.inner_text() != shown, "Refresh did not redraw the paused live view"
     pick_segment(page, "train_refresh", "1 s")
