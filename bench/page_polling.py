@@ -8,7 +8,8 @@ watching (the CLI's path); B = the same config started from the Train page in he
 (a queued run process), whose live view reads the run directory until it ends, once per --refresh
 period (default the page's own: status every 1 s, charts every 3 s; 0 = Paused: the page stays
 open, the view redraws once, when the run has ended). Prints each run's mean training images/s
-(from metrics.jsonl epoch lines) and the ratios B/A. Needs chromium + playwright.
+(from metrics.jsonl epoch lines), the ratios B/A, and the Chromium processes' CPU (from /proc, as a
+share of one core) while each B run trained. Needs chromium + playwright.
 C = started from the page, then the tab is closed: the run trains in its process with nobody
 watching. C/A near 1 with B/A lower means the cost is the browser drawing the live view on the
 same cores (headless Chromium renders in software here), not the server.
@@ -36,6 +37,26 @@ def _ips(run_dir: Path) -> float:
     return sum(e["images_per_s"] for e in eps) / len(eps)
 
 
+def _browser_cpu_s() -> float:
+    """CPU seconds used so far by the Chromium processes under this one (playwright's driver's children)."""
+    procs = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                name, _, rest = (p / "stat").read_text().partition(" (")[2].rpartition(")")
+                f = rest.split()
+                procs[int(p.name)] = (name, int(f[1]), int(f[11]) + int(f[12]))
+            except (OSError, IndexError, ValueError):
+                pass
+    mine, grew = {os.getpid()}, True
+    while grew:
+        new = {pid for pid, (_, parent, _) in procs.items() if parent in mine} - mine
+        mine |= new
+        grew = bool(new)
+    ticks = sum(t for pid, (name, _, t) in procs.items() if pid in mine and "chrom" in name)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def run_plain(cfg: dict, root: Path) -> float:
     run_dir = root / f"plain-{time.time_ns()}"
     code = ("import json,sys; from pathlib import Path; from cnnviz.train import TrainConfig, fit\n"
@@ -44,9 +65,11 @@ def run_plain(cfg: dict, root: Path) -> float:
     return _ips(run_dir)
 
 
-def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh: int | None = None) -> float:
+def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh: int | None = None
+             ) -> tuple[float, float]:
     """Start the run from the Train page; watch it to the end, or (`leave`) close the view at once
-    (the run trains on in its process with nobody watching) and wait for its metrics to say done."""
+    (the run trains on in its process with nobody watching) and wait for its metrics to say done.
+    Returns the run's images/s and the browser's CPU share (of one core) while the run trained."""
     from tests.browser.server import goto_via_sidebar, pick_segment, wait_idle
     from ui.live import refresh_label
 
@@ -71,6 +94,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
     run_dir = new_runs()[0]
     if leave:
         page.goto("about:blank")
+    cpu0, t0 = _browser_cpu_s(), time.time()
     # Wait on the run's own log, not on the page: reading the page's text every second would make
     # this harness, not the app, redraw and burn the cores the run trains on.
     log = run_dir / "metrics.jsonl"
@@ -78,6 +102,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
         if time.time() > deadline:
             raise TimeoutError("the page run did not finish")
         time.sleep(0.5)
+    browser_share = (_browser_cpu_s() - cpu0) / max(time.time() - t0, 1e-9)
     if leave:
         page.goto(url)
     wait_idle(page)
@@ -86,7 +111,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
             page.locator(".st-key-train_refresh_now button").first.click()
         page.get_by_text(re.compile(re.escape(run_dir.name) + r"\s*·\s*(finished|stopped|error|diverged)")
                          ).first.wait_for(timeout=60_000)
-    return _ips(run_dir)
+    return _ips(run_dir), browser_share
 
 
 def main() -> None:
@@ -121,15 +146,18 @@ def main() -> None:
             plain.append(run_plain(cfg, root))
             for r in refreshes:
                 page_ips[r].append(run_page(cfg, page, url, root, refresh=r))
-            left.append(run_page(cfg, page, url, root, leave=True))
+            left.append(run_page(cfg, page, url, root, leave=True)[0])
             print(f"plain {plain[-1]:,.0f} img/s | " + " | ".join(
-                f"page open ({_label(r)}) {page_ips[r][-1]:,.0f} img/s" for r in refreshes) +
+                f"page open ({_label(r)}) {page_ips[r][-1][0]:,.0f} img/s, browser {100 * page_ips[r][-1][1]:.0f}% "
+                "of a core" for r in refreshes) +
                 f" | started from the page, tab closed {left[-1]:,.0f} img/s", flush=True)
         browser.close()
     mean = lambda v: sum(v) / len(v)  # noqa: E731
     a, c = mean(plain), mean(left)
     print(json.dumps({"config": cfg, "plain_images_per_s": round(a), "rounds": args.pairs,
-                      "page_open": {_label(r): {"images_per_s": round(mean(v)), "ratio_over_plain": round(mean(v) / a, 3)}
+                      "page_open": {_label(r): {"images_per_s": round(mean([x for x, _ in v])),
+                                                "ratio_over_plain": round(mean([x for x, _ in v]) / a, 3),
+                                                "browser_cpu_share_of_a_core": round(mean([c for _, c in v]), 3)}
                                     for r, v in page_ips.items()},
                       "tab_closed_images_per_s": round(c), "ratio_tab_closed_over_plain": round(c / a, 3),
                       "cpus": os.cpu_count()}))
