@@ -20,9 +20,10 @@ Each is measured in one run on the same machine against:
 Before each measurement every server process is warmed by one visit of the home page and the
 page (so both compare warm caches, not first imports). Prints the times, the ratio, exceptions
 seen, each server process's resident memory after the run, and each server process's CPU seconds
-during the page change (a Python process answers on one core at a time, so the busiest one's CPU
-seconds are the servers' own share of the wall time; the rest is the browsers, here on the same cores). Nothing is asserted: the
-machine may be shared, so compare the two figures of one run, not runs of different days.
+during the page change. CPU seconds above the wall time mean a process used more than one core (its
+sessions' threads release the GIL in torch, PIL and the encoders), so on a machine of few cores one
+process may already use them all. Nothing is asserted: the machine may be shared, so compare the
+two figures of one run, not runs of different days.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ async def measure(url: str, sessions: int, warm: int, page_path: str, pids: list
         cpu = [_cpu_s(p) - b for p, b in zip(pids, before)]
         exc = await _exceptions(pages)
         await browser.close()
-    # the servers' own share of the page change: a Python process runs its reruns on one core at a time
-    # (the GIL), so the busiest process's CPU seconds bound how fast the servers alone could answer
+    # the servers' own share of the page change (CPU seconds, every thread: above the wall time when a
+    # process used more than one core)
     return {"home_s": home, "page_s": target, "exceptions": exc, "server_cpu_s": cpu}
 
 

@@ -3,8 +3,9 @@
 A run is a process of its own, and its view reads only the bytes its metrics.jsonl gained since the
 last look (`cnnviz.runs.snapshot`), so a refresh costs the server little. Status and progress redraw
 every `seconds` (default 1 s) and the charts every CHARTS_EVERY refreshes (3 s), on any device.
-Each redraw costs the browser some CPU; on a machine where the browser and a CPU run share few
-cores the user can pick a slower refresh (the caption says so).
+Each redraw costs the browser CPU (measured with headless Chromium on this project's 2-core machine,
+`bench/page_polling.py`: about a third of a core at 1 s, a tenth at 10 s); where the browser and a
+CPU run share few cores the user can pick a slower refresh, or Paused (redraw on Refresh only).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ LIVE_CSS = """<style>
 
 REFRESH_HELP = (
     "How often a live run's status redraws; its charts redraw every third time. A redraw costs the server "
-    "little (it reads only what the run appended) but costs the browser CPU: where the browser and a CPU run "
-    "share a few cores, a slower refresh, or Paused, leaves the run more of them.")
+    "little (it reads only what the run appended) but costs the browser CPU: measured on 2 cores, about a "
+    "third of a core at 1 s and a tenth at 10 s. Where the browser and a CPU run share a few cores, a slower "
+    "refresh, or Paused, leaves the run more of them (there, 1 s cost the run ~25% of its speed).")
 
 
 def refresh_seconds(choice: object) -> int:

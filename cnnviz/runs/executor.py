@@ -86,6 +86,19 @@ def run_environ() -> dict[str, str]:
     return env
 
 
+def max_runs() -> int:
+    """Runs allowed to train at once: $CNNVIZ_MAX_RUNS, else one per CUDA GPU (1 without)."""
+    n = env_number("CNNVIZ_MAX_RUNS", None, whole=True, at_least=1)
+    if n is not None:
+        return n
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    except Exception:  # noqa: BLE001 - no usable torch.cuda: one at a time
+        return 1
+
+
 def run_threads(slots: int) -> int | None:
     """Threads for each run when `slots` runs may train at once on this machine: its cores shared out
     (None: one run, torch's own default). Several runs each taking every core make their OpenMP
@@ -118,8 +131,6 @@ class LocalExecutor:
         if limit is not None:
             env["CNNVIZ_RUN_MEMORY_LIMIT"] = str(limit)  # for the run's own out-of-memory message
         if "OMP_NUM_THREADS" not in env:  # a setting of the user's wins
-            from .queue import max_runs
-
             try:
                 threads = run_threads(max_runs())
             except ValueError:  # a bad CNNVIZ_MAX_RUNS is the queue's message to give

@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import atomic_write_bytes
-from ..limits import env_number
 from . import access, fair
-from .executor import ExecutorUnavailable, executor, executor_of
+from .executor import ExecutorUnavailable, executor, executor_of, max_runs
 from .layout import (CONFIG_FILE, LAUNCHER_FILE, METRICS_FILE, OWNER_FILE, PID_FILE, QUEUE_DIR, STOP_FILE,
                      SWEEP_FILE, has_ended, inside_root, new_run_dir, read_config, read_json, root_of, run_dirs,
                      write_json)
@@ -68,19 +67,6 @@ class Entry:
     owner: str | None = None
     visitor: str | None = None
     max_running: int = 0
-
-
-def max_runs() -> int:
-    """Runs allowed to train at once: $CNNVIZ_MAX_RUNS, else one per CUDA GPU (1 without)."""
-    n = env_number("CNNVIZ_MAX_RUNS", None, whole=True, at_least=1)
-    if n is not None:
-        return n
-    try:
-        import torch
-
-        return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
-    except Exception:  # noqa: BLE001 - no usable torch.cuda: one at a time
-        return 1
 
 
 def _qdir(root: Path | None) -> Path:
