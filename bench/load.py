@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import cpu_s  # noqa: E402
 from cnnviz.serve import free_port, healthy  # noqa: E402
 from tests.browser.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
@@ -90,12 +91,6 @@ async def _exceptions(pages) -> int:
     return sum([await p.locator('[data-testid="stException"]').count() for p in pages])
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, every thread) a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def measure(url: str, sessions: int, warm: int, page_path: str, pids: list[int]) -> dict:
     from playwright.async_api import async_playwright
 
@@ -110,9 +105,9 @@ async def measure(url: str, sessions: int, warm: int, page_path: str, pids: list
         opened = [await _open(browser, url) for _ in range(sessions)]
         pages = [p for _, p in opened]
         home = await _visit(pages, url, "home")
-        before = [_cpu_s(p) for p in pids]
+        before = [cpu_s(p) for p in pids]
         target = await _visit(pages, url, page_path)
-        cpu = [_cpu_s(p) - b for p, b in zip(pids, before)]
+        cpu = [cpu_s(p) - b for p, b in zip(pids, before)]
         exc = await _exceptions(pages)
         await browser.close()
     # the servers' own share of the page change (CPU seconds, every thread: above the wall time when a
@@ -142,9 +137,9 @@ async def measure_protocol(url: str, sessions: int, warm: int, page_path: str, p
         await c.close()
     clients = await opened(sessions)
     home = await wave(clients, "")
-    before, mine = [_cpu_s(p) for p in pids], time.process_time()
+    before, mine = [cpu_s(p) for p in pids], time.process_time()
     target = await wave(clients, page_path)
-    cpu, mine = [_cpu_s(p) - b for p, b in zip(pids, before)], time.process_time() - mine
+    cpu, mine = [cpu_s(p) - b for p, b in zip(pids, before)], time.process_time() - mine
     for c in clients:
         await c.close()
     return {"home_s": home, "page_s": target, "exceptions": sum(c.exceptions for c in clients),

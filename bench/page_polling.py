@@ -30,31 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procstat import descendants_cpu_s  # noqa: E402
+
 
 def _ips(run_dir: Path) -> float:
     eps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
            if line.strip() and json.loads(line).get("kind") == "epoch"]
     return sum(e["images_per_s"] for e in eps) / len(eps)
-
-
-def _browser_cpu_s() -> float:
-    """CPU seconds used so far by the Chromium processes under this one (playwright's driver's children)."""
-    procs = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                name, _, rest = (p / "stat").read_text().partition(" (")[2].rpartition(")")
-                f = rest.split()
-                procs[int(p.name)] = (name, int(f[1]), int(f[11]) + int(f[12]))
-            except (OSError, IndexError, ValueError):
-                pass
-    mine, grew = {os.getpid()}, True
-    while grew:
-        new = {pid for pid, (_, parent, _) in procs.items() if parent in mine} - mine
-        mine |= new
-        grew = bool(new)
-    ticks = sum(t for pid, (name, _, t) in procs.items() if pid in mine and "chrom" in name)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_plain(cfg: dict, root: Path) -> float:
@@ -94,7 +76,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
     run_dir = new_runs()[0]
     if leave:
         page.goto("about:blank")
-    cpu0, t0 = _browser_cpu_s(), time.time()
+    cpu0, t0 = descendants_cpu_s("chrom"), time.time()
     # Wait on the run's own log, not on the page: reading the page's text every second would make
     # this harness, not the app, redraw and burn the cores the run trains on.
     log = run_dir / "metrics.jsonl"
@@ -102,7 +84,7 @@ def run_page(cfg: dict, page, url: str, root: Path, leave: bool = False, refresh
         if time.time() > deadline:
             raise TimeoutError("the page run did not finish")
         time.sleep(0.5)
-    browser_share = (_browser_cpu_s() - cpu0) / max(time.time() - t0, 1e-9)
+    browser_share = (descendants_cpu_s("chrom") - cpu0) / max(time.time() - t0, 1e-9)
     if leave:
         page.goto(url)
     wait_idle(page)
@@ -164,7 +146,9 @@ def main() -> None:
 
 
 def _label(refresh: int | None) -> str:
-    return "default" if refresh is None else ("paused" if refresh == 0 else f"{refresh} s")
+    from ui.live import refresh_label
+
+    return "default" if refresh is None else refresh_label(refresh)
 
 
 if __name__ == "__main__":

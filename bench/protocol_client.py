@@ -82,8 +82,10 @@ class ProtocolSession:
                 media.update(_MEDIA.findall(raw))
             elif kind == "script_finished" and fwd.script_finished in _DONE:
                 break
-        await asyncio.gather(*(asyncio.to_thread(self._fetch, m.decode()) for m in media))
+        sizes = await asyncio.gather(*(asyncio.to_thread(self._fetch, m.decode()) for m in media))
+        self.media_bytes += sum(sizes)
 
-    def _fetch(self, path: str) -> None:
+    def _fetch(self, path: str) -> int:
+        """GET `path` (in a worker thread) with this session's cookies; the bytes' count."""
         with self._http.open(self.base + path, timeout=120) as r:
-            self.media_bytes += len(r.read())
+            return len(r.read())

@@ -45,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.procstat import cpu_s  # noqa: E402
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
@@ -114,11 +115,6 @@ def page_at(page_path: str, image=None):
     return make
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def browser_main(wanted, repeat: int, big) -> dict:
     """Real server, real browser: server CPU seconds per warm rerun ('r' key) per page."""
     import io
@@ -150,10 +146,10 @@ def browser_main(wanted, repeat: int, big) -> dict:
                 page.evaluate("document.activeElement && document.activeElement.blur()")  # no widget has focus
                 costs = []
                 for _ in range(repeat + 1):
-                    c = _cpu_s(proc.pid)
+                    c = cpu_s(proc.pid)
                     page.keyboard.press("r")
                     wait_idle(page, 180_000)
-                    costs.append(_cpu_s(proc.pid) - c)
+                    costs.append(cpu_s(proc.pid) - c)
                 return statistics.median(costs[1:])
 
             for p in wanted:
